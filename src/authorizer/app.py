@@ -1,0 +1,236 @@
+"""The Lambda entry point: event in, decision, response out. It never raises.
+
+    event ──events.parse_event──▶ certificate ──trust.validate_path──▶ path
+          ──revocation.RevocationChecker──▶ reason ──policy.allows──▶ responses.build_response
+
+State that outlives an invocation (settings, truststore, revocation caches) lives in one
+`Runtime`, built on first use; `reset()` drops it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+
+from .certs import Cert, InvalidCertificate, load_client_cert
+from .events import AuthorizerRequest, EventFormat, parse_event
+from .model import CertVerdict, Reason, Source
+from .policy import allows
+from .responses import ContextValue, build_response
+from .revocation import RevocationChecker, Stats
+from .settings import Settings
+from .trust import Untrusted, validate_path
+from .truststore import S3TruststoreLoader, TruststoreError
+
+SERVICE = "mtls-authorizer"
+_LAMBDA_MARGIN_SECONDS = 0.5  # leave time to answer before Lambda's own timeout
+_TRUSTSTORE_RETRY_SECONDS = 10.0
+
+logger = Logger(service=SERVICE)
+metrics = Metrics(namespace="MtlsAuthorizer", service=SERVICE)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    truststore: S3TruststoreLoader
+    checker: RevocationChecker
+    now: Callable[[], datetime]
+    cold: bool = True
+
+
+@dataclass(frozen=True)
+class Decision:
+    reason: Reason
+    allow: bool
+    cert: Cert | None = None
+    source: Source = Source.NONE
+    detail: str = ""
+    stats: Stats | None = None
+
+
+_runtime: Runtime | None = None
+
+
+def _s3_client() -> Any:
+    import boto3  # imported on first use: keeps the cold start's import cost down
+    from botocore.config import Config
+
+    config = Config(connect_timeout=2, read_timeout=3, retries={"max_attempts": 2, "mode": "standard"})
+    return boto3.client("s3", config=config)
+
+
+def reset(clock: Callable[[], datetime] | None = None) -> None:
+    """Forget everything held across invocations and re-read the settings on next use."""
+    global _runtime
+    _runtime = None
+    if clock is not None:
+        _runtime = _build_runtime(clock)
+
+
+def _build_runtime(clock: Callable[[], datetime] = _utcnow) -> Runtime:
+    settings = Settings.from_env()
+    for problem in settings.problems:
+        logger.warning("setting ignored", extra={"problem": problem})
+    loader = S3TruststoreLoader(
+        settings.truststore_bucket,
+        settings.truststore_key,
+        settings.truststore_version,
+        settings.truststore_refresh_seconds,
+        _TRUSTSTORE_RETRY_SECONDS,
+        _s3_client,
+    )
+    checker = RevocationChecker(settings.revocation, settings.fetch, settings.failure_backoff_seconds, clock)
+    return Runtime(settings, loader, checker, clock)
+
+
+def _runtime_now() -> Runtime:
+    global _runtime
+    if _runtime is None:
+        _runtime = _build_runtime()
+    return _runtime
+
+
+def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
+    started = time.monotonic()
+    request = AuthorizerRequest(EventFormat.REST, None, None)
+    decision = Decision(Reason.INVALID_REQUEST, False, detail="internal error")
+    simple = True
+    try:
+        runtime = _runtime_now()
+        simple = runtime.settings.http_api_simple_responses
+        request = parse_event(event)
+        decision = decide(request, runtime, _deadline(started, runtime.settings, context))
+    except Exception:  # the last line of fail-closed: a bug is a Deny, never a 500
+        logger.exception("unexpected error; denying")
+    try:
+        return _respond(request, decision, simple, started, context)
+    except Exception:
+        logger.exception("could not shape the response; denying")
+        return build_response(request, False, "", {"reason": decision.reason.value}, simple)
+
+
+def decide(request: AuthorizerRequest, runtime: Runtime, deadline: float) -> Decision:
+    """The decision for one request: every failure ends as a Deny with a reason."""
+    if request.cert_pem is None:
+        return Decision(Reason.INVALID_REQUEST, False, detail="no client certificate in the event")
+    try:
+        cert = load_client_cert(request.cert_pem)
+    except InvalidCertificate as exc:
+        return Decision(Reason.INVALID_REQUEST, False, detail=str(exc))
+    if request.arn is None and not (
+        request.format is EventFormat.HTTP_V2 and runtime.settings.http_api_simple_responses
+    ):
+        return Decision(Reason.INVALID_REQUEST, False, cert, detail="no usable method or route ARN")
+    try:
+        truststore = runtime.truststore.get()
+    except TruststoreError as exc:
+        logger.error("truststore unavailable; denying every request", extra={"error": str(exc)})
+        return Decision(Reason.UNTRUSTED, False, cert, detail=str(exc))
+    try:
+        path = validate_path(cert, truststore, runtime.now(), runtime.settings.revocation.clock_skew_seconds)
+    except Untrusted as exc:
+        return Decision(Reason.UNTRUSTED, False, cert, detail=str(exc))
+    try:
+        result = runtime.checker.check(path, truststore.version, deadline)
+    except Exception:
+        logger.exception("revocation check failed; treating revocation as unavailable")
+        verdict = CertVerdict(cert.subject, Reason.REVOCATION_UNAVAILABLE, Source.NONE, "internal error")
+        return Decision(
+            verdict.reason, allows(verdict.reason, runtime.settings.revocation), cert, verdict.source
+        )
+    for use in result.stats.stale_uses:
+        logger.warning("using revocation data past nextUpdate within the stale grace", extra={"use": use})
+    reason = result.verdict.reason
+    return Decision(
+        reason,
+        allows(reason, runtime.settings.revocation),
+        cert,
+        result.verdict.source,
+        result.verdict.detail,
+        result.stats,
+    )
+
+
+def _deadline(started: float, settings: Settings, context: Any) -> float:
+    budget = settings.budget_seconds
+    try:
+        remaining = float(context.get_remaining_time_in_millis()) / 1000 - _LAMBDA_MARGIN_SECONDS
+        budget = min(budget, max(remaining, 0.0))
+    except (AttributeError, TypeError, ValueError):
+        pass
+    return started + budget
+
+
+def _respond(
+    request: AuthorizerRequest, decision: Decision, simple: bool, started: float, context: Any
+) -> dict[str, Any]:
+    answer: dict[str, ContextValue] = {"reason": decision.reason.value}
+    cert = decision.cert
+    if cert is not None:
+        answer.update(
+            certSerial=cert.serial_hex,
+            certFingerprintSha256=cert.fingerprint,
+            certSubject=cert.subject,
+            certIssuer=cert.issuer,
+            revocationSource=decision.source.value,
+        )
+    duration_ms = round((time.monotonic() - started) * 1000, 3)
+    _log_decision(request, decision, answer, duration_ms, context)
+    _emit_metrics(decision, duration_ms)
+    return build_response(request, decision.allow, cert.subject if cert else "", answer, simple)
+
+
+def _log_decision(
+    request: AuthorizerRequest, decision: Decision, answer: dict[str, ContextValue], ms: float, context: Any
+) -> None:
+    fields: dict[str, Any] = {
+        "decision": "Allow" if decision.allow else "Deny",
+        **{k: v for k, v in answer.items() if k != "certSubject"},
+        "format": request.format.value,
+        "durationMs": ms,
+        "requestId": getattr(context, "aws_request_id", None),
+    }
+    if decision.detail:
+        fields["detail"] = decision.detail
+    if decision.stats is not None:
+        fields.update(
+            cacheHits=decision.stats.cache_hits,
+            fetches=decision.stats.fetches,
+            fetchFailures=decision.stats.fetch_failures,
+        )
+    logger.info("decision", extra=fields)
+
+
+def _emit_metrics(decision: Decision, duration_ms: float) -> None:
+    runtime = _runtime
+    try:
+        if runtime is not None and runtime.cold:
+            runtime.cold = False
+            metrics.add_metric(name="ColdStart", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name="Allowed" if decision.allow else "Denied", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=f"Reason_{decision.reason.value}", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name="DecisionLatency", unit=MetricUnit.Milliseconds, value=duration_ms)
+        stats = decision.stats
+        if stats is not None:
+            metrics.add_metric(name="CacheHit", unit=MetricUnit.Count, value=stats.cache_hits)
+            metrics.add_metric(name="CacheMiss", unit=MetricUnit.Count, value=stats.cache_misses)
+            if stats.fetch_failures:
+                metrics.add_metric(
+                    name="FetchFailure", unit=MetricUnit.Count, value=len(stats.fetch_failures)
+                )
+            for ms in stats.fetch_ms:
+                metrics.add_metric(name="FetchLatency", unit=MetricUnit.Milliseconds, value=ms)
+        metrics.flush_metrics()
+    except Exception:  # metrics must never change a decision
+        logger.exception("could not emit metrics")

@@ -1,0 +1,153 @@
+"""OCSP (RFC 6960): build a request and verify a response, with no I/O.
+
+cryptography parses requests and responses and computes CertID hashes; pyhanko-certvalidator's
+signature validator checks the signature over the response's to-be-signed bytes as received.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+
+from asn1crypto import ocsp as asn1_ocsp
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509 import ocsp
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
+from pyhanko_certvalidator.sig_validate import DefaultSignatureValidator
+
+from .certs import Cert, cert_from_der
+from .fetch_rules import is_http_url
+from .freshness import StaleData, usable_until
+from .model import Answer, Source, Status
+from .settings import RevocationPolicy
+
+_SIGNATURES = DefaultSignatureValidator()
+
+
+class OCSPError(ValueError):
+    """The response gives no verified answer."""
+
+
+def responder_urls(cert: Cert) -> tuple[str, ...]:
+    """The http(s) OCSP responders the certificate's AIA names; other schemes count as not declared."""
+    try:
+        aia = cert.crypto.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+    except x509.ExtensionNotFound:
+        return ()
+    return tuple(
+        desc.access_location.value
+        for desc in aia
+        if desc.access_method == AuthorityInformationAccessOID.OCSP
+        and isinstance(desc.access_location, x509.UniformResourceIdentifier)
+        and is_http_url(desc.access_location.value)
+    )
+
+
+def build_request(cert: Cert, issuer: Cert) -> tuple[bytes, bytes]:
+    """A DER OCSP request for `cert` with a fresh nonce; returns (request, nonce)."""
+    nonce = os.urandom(16)
+    request = (
+        ocsp.OCSPRequestBuilder()
+        .add_certificate(
+            cert.crypto, issuer.crypto, hashes.SHA1()
+        )  # SHA-1 CertID: what every responder knows
+        .add_extension(x509.OCSPNonce(nonce), critical=False)
+        .build()
+    )
+    return request.public_bytes(Encoding.DER), nonce
+
+
+def verify_response(
+    der: bytes, cert: Cert, issuer: Cert, now: datetime, policy: RevocationPolicy, nonce: bytes | None = None
+) -> Answer:
+    """Check a DER OCSP response about `cert` issued by `issuer`; raises OCSPError or StaleData."""
+    try:
+        response = ocsp.load_der_ocsp_response(der)
+    except ValueError as exc:
+        raise OCSPError("response does not parse") from exc
+    if response.response_status != ocsp.OCSPResponseStatus.SUCCESSFUL:
+        raise OCSPError(f"responder said {response.response_status.name.lower()}")
+    signer = _authorised_signer(response, issuer, now, policy)
+    _check_signature(der, signer)
+    _check_nonce(response, nonce)
+    single = _single_response_for(response, cert, issuer)
+    fresh_until, stale = usable_until(single.this_update_utc, single.next_update_utc, now, policy)
+    status = {
+        ocsp.OCSPCertStatus.GOOD: Status.GOOD,
+        ocsp.OCSPCertStatus.REVOKED: Status.REVOKED,
+    }.get(single.certificate_status, Status.UNKNOWN)
+    return Answer(status, Source.OCSP, fresh_until, f"ocsp {status.value}", stale)
+
+
+def _single_response_for(response: ocsp.OCSPResponse, cert: Cert, issuer: Cert) -> ocsp.OCSPSingleResponse:
+    for single in response.responses:
+        if single.serial_number != cert.crypto.serial_number:
+            continue
+        # Let cryptography compute the CertID hashes with the algorithm the responder chose.
+        expected = (
+            ocsp.OCSPRequestBuilder()
+            .add_certificate(cert.crypto, issuer.crypto, single.hash_algorithm)
+            .build()
+        )
+        if (single.issuer_name_hash, single.issuer_key_hash) == (
+            expected.issuer_name_hash,
+            expected.issuer_key_hash,
+        ):
+            return single
+    raise OCSPError("no response matches the certificate's CertID")
+
+
+def _is_responder(candidate: x509.Certificate, response: ocsp.OCSPResponse) -> bool:
+    if response.responder_key_hash is not None:
+        key_id = x509.SubjectKeyIdentifier.from_public_key(candidate.public_key()).digest
+        return key_id == response.responder_key_hash
+    return candidate.subject == response.responder_name
+
+
+def _authorised_signer(
+    response: ocsp.OCSPResponse, issuer: Cert, now: datetime, policy: RevocationPolicy
+) -> Cert:
+    """The issuing CA itself, or a delegated responder that CA issued with the OCSPSigning EKU."""
+    if _is_responder(issuer.crypto, response):
+        return issuer
+    for candidate in response.certificates:
+        if not _is_responder(candidate, response):
+            continue
+        try:
+            candidate.verify_directly_issued_by(issuer.crypto)
+            eku = candidate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        except (ValueError, TypeError, InvalidSignature, x509.ExtensionNotFound):
+            continue
+        if ExtendedKeyUsageOID.OCSP_SIGNING not in eku:
+            continue
+        try:
+            usable_until(candidate.not_valid_before_utc, candidate.not_valid_after_utc, now, policy)
+        except StaleData:
+            continue
+        return cert_from_der(candidate.public_bytes(Encoding.DER))
+    raise OCSPError("response is not signed by the issuer or a responder it authorised")
+
+
+def _check_signature(der: bytes, signer: Cert) -> None:
+    try:
+        basic = asn1_ocsp.OCSPResponse.load(der)["response_bytes"]["response"].parsed
+        _SIGNATURES.validate_signature(
+            basic["signature"].native,
+            basic["tbs_response_data"].dump(),  # the bytes as received, not a re-encoding
+            signer.asn1.public_key,
+            basic["signature_algorithm"],
+        )
+    except Exception as exc:
+        raise OCSPError("response signature does not verify") from exc
+
+
+def _check_nonce(response: ocsp.OCSPResponse, nonce: bytes | None) -> None:
+    try:
+        echoed = response.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce
+    except x509.ExtensionNotFound:
+        return  # responders may serve pre-produced responses without a nonce (RFC 5019)
+    if nonce is not None and echoed != nonce:
+        raise OCSPError("response nonce does not match the request")

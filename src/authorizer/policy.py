@@ -1,0 +1,46 @@
+"""Where revocation is decided: pure functions from verified answers to a reason, and from a reason to
+Allow or Deny under the configured policy. No I/O, no clock."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .model import Answer, CertVerdict, Reason, Source, Status
+from .settings import RevocationPolicy
+
+# Worst first: the path's reason is the worst of its certificates' reasons.
+_SEVERITY = (Reason.REVOKED, Reason.REVOCATION_UNAVAILABLE, Reason.NO_REVOCATION_INFO, Reason.GOOD)
+
+
+def cert_verdict(subject: str, declared: Sequence[Source], answers: Sequence[Answer]) -> CertVerdict:
+    """One certificate's outcome from the answers of the sources it declares.
+
+    Revoked from any source wins; one verified good answer suffices when another source failed;
+    OCSP "unknown" is not good; declaring nothing is "no revocation info".
+    """
+    if not declared:
+        return CertVerdict(subject, Reason.NO_REVOCATION_INFO, Source.NONE)
+    for wanted, reason in ((Status.REVOKED, Reason.REVOKED), (Status.GOOD, Reason.GOOD)):
+        for answer in answers:
+            if answer.status is wanted:
+                return CertVerdict(subject, reason, answer.source, answer.detail)
+    details = "; ".join(a.detail for a in answers if a.detail)
+    return CertVerdict(subject, Reason.REVOCATION_UNAVAILABLE, declared[0], details)
+
+
+def path_verdict(verdicts: Sequence[CertVerdict]) -> CertVerdict:
+    """The worst verdict on the path (leaf first among equals); an empty path has no revocation info."""
+    if not verdicts:
+        return CertVerdict("", Reason.NO_REVOCATION_INFO, Source.NONE)
+    return min(verdicts, key=lambda v: _SEVERITY.index(v.reason))
+
+
+def allows(reason: Reason, policy: RevocationPolicy) -> bool:
+    """Allow or Deny for a reason: fail closed except where the policy loosens it."""
+    if reason is Reason.GOOD:
+        return True
+    if reason is Reason.NO_REVOCATION_INFO:
+        return policy.allow_no_info
+    if reason is Reason.REVOCATION_UNAVAILABLE:
+        return policy.allow_unavailable
+    return False

@@ -1,0 +1,357 @@
+"""The revocation check of a validated path: caches, concurrent fetches, then the pure policy.
+
+This is the imperative shell around ocsp.py, crl.py and policy.py. Everything fetched is fully
+verified once and kept, per container, until the data's own nextUpdate or the configured maximum
+age (whichever is sooner); failures are kept only for a short back-off. All the fetches a path
+needs run concurrently and the whole check ends by the deadline it is given.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import functools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from . import crl, ocsp
+from .cache import ExpiringCache
+from .certs import Cert
+from .fetch import Fetcher, FetchError, Request
+from .freshness import StaleData
+from .model import Answer, CertVerdict, Source, Status
+from .policy import cert_verdict, path_verdict
+from .settings import Depth, FetchPolicy, RevocationPolicy
+from .trust import CertPath
+
+MAX_CRLS = 64
+MAX_OCSP_ANSWERS = 20_000
+MAX_DECISIONS = 20_000
+_WORKERS = 8
+
+
+@dataclass(frozen=True, eq=False)
+class CrlEntry:
+    index: crl.CrlIndex
+    fetched_at: datetime
+    etag: str = ""
+    last_modified: str = ""
+
+
+@dataclass
+class Stats:
+    """What one check cost: for the decision log and metrics."""
+
+    cache_hits: int = 0
+    cache_misses: int = 0
+    fetches: int = 0
+    fetch_failures: list[str] = field(default_factory=list)
+    fetch_ms: list[float] = field(default_factory=list)
+    stale_uses: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PathResult:
+    verdict: CertVerdict
+    fresh_until: datetime
+    stats: Stats
+    from_cache: bool = False
+
+
+class RevocationChecker:
+    def __init__(
+        self,
+        policy: RevocationPolicy,
+        fetch_policy: FetchPolicy,
+        backoff_seconds: float,
+        now: Callable[[], datetime],
+    ) -> None:
+        self._policy = policy
+        self._fetch_policy = fetch_policy
+        self._fetcher = Fetcher(fetch_policy)
+        self._backoff = timedelta(seconds=backoff_seconds)
+        self._max_age = timedelta(seconds=policy.max_age_seconds)
+        self._now = now
+        self._crls: ExpiringCache[tuple[str, str], CrlEntry] = ExpiringCache(MAX_CRLS)
+        self._ocsp: ExpiringCache[tuple[str, int], Answer] = ExpiringCache(MAX_OCSP_ANSWERS)
+        self._failures: ExpiringCache[tuple[str, ...], Answer] = ExpiringCache(MAX_OCSP_ANSWERS)
+        self._decisions: ExpiringCache[tuple[str, str], CertVerdict] = ExpiringCache(MAX_DECISIONS)
+        self._pool = concurrent.futures.ThreadPoolExecutor(_WORKERS, thread_name_prefix="revocation")
+
+    def check(self, path: CertPath, truststore_version: str, deadline: float) -> PathResult:
+        now = self._now()
+        decision_key = (path.leaf.fingerprint, truststore_version)
+        cached = self._decisions.peek(decision_key)
+        if cached is not None and cached[0] > now:
+            return PathResult(cached[1], cached[0], Stats(cache_hits=1), from_cache=True)
+
+        stats = Stats()
+        links = path.links()
+        if self._policy.depth is Depth.LEAF:
+            links = links[:1]
+        plans = [_LinkPlan.of(cert, issuer) for cert, issuer in links]
+        jobs: dict[tuple[str, ...], concurrent.futures.Future[object]] = {}
+        for plan in plans:
+            for key, job in self._jobs_for(plan, now, stats, deadline):
+                if key not in jobs:
+                    jobs[key] = self._pool.submit(job)
+        finished = _wait(jobs, deadline)
+
+        verdicts: list[CertVerdict] = []
+        fresh_until = now + self._max_age
+        for plan in plans:
+            answers = [
+                self._answer(plan, source_key, finished, now, stats) for source_key in plan.source_keys()
+            ]
+            verdicts.append(cert_verdict(plan.cert.subject, plan.declared(), answers))
+            for answer in answers:
+                fresh_until = min(fresh_until, answer.fresh_until)
+                if answer.stale:
+                    stats.stale_uses.append(f"{plan.cert.subject}: {answer.detail}")
+        verdict = path_verdict(verdicts)
+        self._decisions.put(decision_key, verdict, fresh_until)
+        return PathResult(verdict, fresh_until, stats)
+
+    # --- planning: what each certificate needs, served from cache where fresh -------------------
+
+    def _jobs_for(
+        self, plan: _LinkPlan, now: datetime, stats: Stats, deadline: float
+    ) -> list[tuple[tuple[str, ...], Callable[[], object]]]:
+        jobs: list[tuple[tuple[str, ...], Callable[[], object]]] = []
+        if plan.ocsp_urls:
+            key = plan.ocsp_key
+            if self._ocsp.get(
+                (plan.issuer.fingerprint, plan.cert.crypto.serial_number), now
+            ) or self._failures.get(key, now):
+                stats.cache_hits += 1
+            else:
+                stats.cache_misses += 1
+                jobs.append((key, functools.partial(self._fetch_ocsp, plan, deadline)))
+        for point in plan.crl_points:
+            key = plan.crl_key(point)
+            if self._crls.get((point.urls[0], plan.issuer.fingerprint), now) or self._failures.get(key, now):
+                stats.cache_hits += 1
+            else:
+                stats.cache_misses += 1
+                jobs.append((key, functools.partial(self._fetch_crl, plan, point, deadline)))
+        return jobs
+
+    # --- workers (threads): fetch and verify, no shared state touched ---------------------------
+
+    def _fetch_ocsp(self, plan: _LinkPlan, deadline: float) -> Answer | _Failure:
+        failure = _Failure("ocsp", "no responder")
+        for url in plan.ocsp_urls:
+            started = time.monotonic()
+            try:
+                request, nonce = ocsp.build_request(plan.cert, plan.issuer)
+                response = self._fetcher.fetch(
+                    Request(
+                        url,
+                        body=request,
+                        content_type="application/ocsp-request",
+                        accept="application/ocsp-response",
+                        max_bytes=self._fetch_policy.max_ocsp_bytes,
+                    ),
+                    deadline,
+                )
+                return ocsp.verify_response(
+                    response.body, plan.cert, plan.issuer, self._now(), self._policy, nonce
+                )
+            except FetchError as exc:
+                failure = _Failure(exc.kind, f"ocsp {url}: {exc}", time.monotonic() - started)
+            except (ocsp.OCSPError, StaleData) as exc:
+                failure = _Failure("invalid", f"ocsp {url}: {exc}", time.monotonic() - started)
+        return failure
+
+    def _fetch_crl(
+        self, plan: _LinkPlan, point: crl.DistributionPoint, deadline: float
+    ) -> CrlEntry | _Failure:
+        failure = _Failure("crl", "no distribution point")
+        previous = self._crls.peek((point.urls[0], plan.issuer.fingerprint))
+        for url in point.urls:
+            started = time.monotonic()
+            headers: dict[str, str] = {}
+            old = previous[1] if previous and url == point.urls[0] else None
+            if old and old.etag:
+                headers["If-None-Match"] = old.etag
+            if old and old.last_modified:
+                headers["If-Modified-Since"] = old.last_modified
+            try:
+                response = self._fetcher.fetch(
+                    Request(url, max_bytes=self._fetch_policy.max_crl_bytes, headers=headers), deadline
+                )
+                if response.status == 304 and old is not None:
+                    return CrlEntry(old.index, self._now(), old.etag, old.last_modified)
+                index = crl.parse_and_verify(response.body, plan.issuer)
+                return CrlEntry(
+                    index,
+                    self._now(),
+                    response.headers.get("etag", ""),
+                    response.headers.get("last-modified", ""),
+                )
+            except FetchError as exc:
+                failure = _Failure(exc.kind, f"crl {url}: {exc}", time.monotonic() - started)
+            except crl.CRLError as exc:
+                failure = _Failure("invalid", f"crl {url}: {exc}", time.monotonic() - started)
+        return failure
+
+    # --- turning finished work and caches into answers (main thread) ----------------------------
+
+    def _answer(
+        self,
+        plan: _LinkPlan,
+        source_key: tuple[str, ...],
+        finished: dict[tuple[str, ...], object],
+        now: datetime,
+        stats: Stats,
+    ) -> Answer:
+        if source_key[0] == "unusable":
+            return Answer(
+                Status.UNAVAILABLE, Source.CRL, now + self._max_age, "crl: unsupported distribution point"
+            )
+        result = finished.get(source_key, _NOT_RUN)
+        if isinstance(result, _Failure):
+            stats.fetches += 1
+            stats.fetch_failures.append(result.kind)
+            stats.fetch_ms.append(result.seconds * 1000)
+            answer = Answer(Status.UNAVAILABLE, _source(source_key), now + self._backoff, result.detail)
+            self._failures.put(source_key, answer, now + self._backoff)
+            return self._stale_fallback(plan, source_key, now) or answer
+        if source_key[0] == "ocsp":
+            return self._ocsp_answer(plan, source_key, result, now, stats)
+        return self._crl_answer(plan, source_key, result, now, stats)
+
+    def _ocsp_answer(
+        self, plan: _LinkPlan, key: tuple[str, ...], result: object, now: datetime, stats: Stats
+    ) -> Answer:
+        cache_key = (plan.issuer.fingerprint, plan.cert.crypto.serial_number)
+        if isinstance(result, Answer):
+            stats.fetches += 1
+            if result.status is Status.UNKNOWN:
+                answer = Answer(Status.UNKNOWN, Source.OCSP, now + self._backoff, result.detail)
+                self._failures.put(key, answer, answer.fresh_until)
+                return answer
+            answer = _capped(result, now + self._max_age)
+            self._ocsp.put(cache_key, answer, answer.fresh_until)
+            return answer
+        return (
+            self._ocsp.get(cache_key, now)
+            or self._failures.get(key, now)
+            or _timed_out(Source.OCSP, now, stats)
+        )
+
+    def _crl_answer(
+        self, plan: _LinkPlan, key: tuple[str, ...], result: object, now: datetime, stats: Stats
+    ) -> Answer:
+        point = plan.point_for(key)
+        cache_key = (point.urls[0], plan.issuer.fingerprint)
+        if isinstance(result, CrlEntry):
+            stats.fetches += 1
+            self._crls.put(cache_key, result, self._crl_expiry(result))
+            entry: CrlEntry | None = result
+        else:
+            entry = self._crls.get(cache_key, now)
+            if entry is None:
+                return self._failures.get(key, now) or _timed_out(Source.CRL, now, stats)
+        assert entry is not None
+        try:
+            answer = crl.lookup(entry.index, plan.cert, point, now, self._policy)
+        except (crl.CRLError, StaleData) as exc:
+            return Answer(Status.UNAVAILABLE, Source.CRL, now + self._backoff, f"crl {point.urls[0]}: {exc}")
+        return _capped(answer, entry.fetched_at + self._max_age)
+
+    def _stale_fallback(self, plan: _LinkPlan, key: tuple[str, ...], now: datetime) -> Answer | None:
+        """After a failed refresh, data past nextUpdate may still serve within the stale grace."""
+        if self._policy.stale_grace_seconds <= 0 or key[0] != "crl":
+            return None
+        point = plan.point_for(key)
+        held = self._crls.peek((point.urls[0], plan.issuer.fingerprint))
+        if held is None:
+            return None
+        try:
+            answer = crl.lookup(held[1].index, plan.cert, point, now, self._policy)
+        except (crl.CRLError, StaleData):
+            return None
+        return answer if answer.stale else None
+
+    def _crl_expiry(self, entry: CrlEntry) -> datetime:
+        next_update = entry.index.next_update or entry.index.this_update
+        return min(next_update, entry.fetched_at + self._max_age)
+
+    def clear(self) -> None:
+        for cache in (self._crls, self._ocsp, self._failures, self._decisions):
+            cache.clear()
+
+
+@dataclass(frozen=True)
+class _Failure:
+    kind: str
+    detail: str
+    seconds: float = 0.0
+
+
+_NOT_RUN = object()
+
+
+@dataclass(frozen=True, eq=False)
+class _LinkPlan:
+    cert: Cert
+    issuer: Cert
+    ocsp_urls: tuple[str, ...]
+    crl_points: tuple[crl.DistributionPoint, ...]
+    crl_unusable: bool
+
+    @classmethod
+    def of(cls, cert: Cert, issuer: Cert) -> _LinkPlan:
+        points, unusable = crl.distribution_points(cert)
+        return cls(cert, issuer, ocsp.responder_urls(cert), points, unusable)
+
+    @property
+    def ocsp_key(self) -> tuple[str, ...]:
+        return ("ocsp", self.issuer.fingerprint, str(self.cert.crypto.serial_number))
+
+    def crl_key(self, point: crl.DistributionPoint) -> tuple[str, ...]:
+        return ("crl", self.issuer.fingerprint, *point.urls)
+
+    def point_for(self, key: tuple[str, ...]) -> crl.DistributionPoint:
+        return next(p for p in self.crl_points if self.crl_key(p) == key)
+
+    def source_keys(self) -> list[tuple[str, ...]]:
+        keys = [self.ocsp_key] if self.ocsp_urls else []
+        return (
+            keys + [self.crl_key(p) for p in self.crl_points] + ([("unusable",)] if self.crl_unusable else [])
+        )
+
+    def declared(self) -> list[Source]:
+        sources = [Source.OCSP] if self.ocsp_urls else []
+        return sources + ([Source.CRL] if self.crl_points or self.crl_unusable else [])
+
+
+def _source(key: tuple[str, ...]) -> Source:
+    return Source.OCSP if key[0] == "ocsp" else Source.CRL
+
+
+def _capped(answer: Answer, limit: datetime) -> Answer:
+    if answer.fresh_until <= limit:
+        return answer
+    return Answer(answer.status, answer.source, limit, answer.detail, answer.stale)
+
+
+def _timed_out(source: Source, now: datetime, stats: Stats) -> Answer:
+    stats.fetch_failures.append("timeout")
+    return Answer(Status.UNAVAILABLE, source, now, f"{source.value}: no answer within the time budget")
+
+
+def _wait(
+    jobs: dict[tuple[str, ...], concurrent.futures.Future[object]], deadline: float
+) -> dict[tuple[str, ...], object]:
+    """Results of the jobs that finished by the deadline; the rest are abandoned, never awaited."""
+    if jobs:
+        concurrent.futures.wait(jobs.values(), timeout=max(0.0, deadline - time.monotonic()))
+    finished: dict[tuple[str, ...], object] = {}
+    for key, future in jobs.items():
+        if future.done() and not future.cancelled():
+            error = future.exception()
+            finished[key] = future.result() if error is None else _Failure("bug", f"{type(error).__name__}")
+    return finished

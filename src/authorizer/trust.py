@@ -1,0 +1,73 @@
+"""Where trust is decided: the client certificate's path to a truststore anchor.
+
+API Gateway already did this; it is repeated as defence in depth, and because the revocation check
+needs the path (each certificate with its issuer). pyhanko-certvalidator does the RFC 5280 path
+validation; revocation is left to revocation.py, so the validator never fetches anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from pyhanko_certvalidator import CertificateValidator, ValidationContext
+from pyhanko_certvalidator.policy_decl import (
+    CertRevTrustPolicy,
+    RevocationCheckingPolicy,
+    RevocationCheckingRule,
+)
+
+from .certs import Cert
+from .truststore import Truststore
+
+_NO_REVOCATION = CertRevTrustPolicy(
+    RevocationCheckingPolicy(
+        ee_certificate_rule=RevocationCheckingRule.NO_CHECK,
+        intermediate_ca_cert_rule=RevocationCheckingRule.NO_CHECK,
+    )
+)
+
+
+class Untrusted(Exception):
+    """No valid path from the certificate to a truststore anchor."""
+
+
+@dataclass(frozen=True, eq=False)
+class CertPath:
+    """A validated path, leaf first, anchor last."""
+
+    certs: tuple[Cert, ...]
+
+    @property
+    def leaf(self) -> Cert:
+        return self.certs[0]
+
+    def links(self) -> list[tuple[Cert, Cert]]:
+        """(certificate, issuer) for every certificate below the anchor, leaf first."""
+        return list(zip(self.certs[:-1], self.certs[1:], strict=True))
+
+
+def validate_path(leaf: Cert, truststore: Truststore, moment: datetime, skew_seconds: float) -> CertPath:
+    """Validate signatures, validity dates and CA constraints up to an anchor; raises Untrusted."""
+    # The validation moment is fixed when the context is built, so each validation gets its own.
+    context = ValidationContext(
+        trust_roots=[anchor.asn1 for anchor in truststore.anchors],
+        other_certs=[cert.asn1 for cert in truststore.intermediates],
+        moment=moment,
+        allow_fetching=False,
+        revinfo_policy=_NO_REVOCATION,
+        time_tolerance=timedelta(seconds=skew_seconds),
+    )
+    validator = CertificateValidator(leaf.asn1, validation_context=context)
+    try:
+        # No key usage is demanded beyond what RFC 5280 path validation itself requires.
+        path = asyncio.run(validator.async_validate_usage(key_usage=set()))  # type: ignore[no-untyped-call]
+    except Exception as exc:
+        raise Untrusted(type(exc).__name__ + (f": {exc}" if str(exc) else "")) from exc
+    known = {cert.der: cert for cert in (leaf, *truststore.anchors, *truststore.intermediates)}
+    try:
+        certs = [known[c.dump()] for c in path.iter_certs(include_root=True)]
+    except KeyError as exc:  # the validator can only use what we gave it; be strict anyway
+        raise Untrusted("path holds a certificate outside the truststore") from exc
+    return CertPath(tuple(reversed(certs)))
