@@ -21,3 +21,32 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+# ---- Lambda package -------------------------------------------------------------------------------
+# `sam build` (template.yaml: Metadata BuildMethod: makefile) runs `make build-AuthorizerFunction` with
+# ARTIFACTS_DIR set. Wheels are fetched for the Lambda platform, not this machine, so no container is needed:
+# ARCH=arm64 (default, as the template's Architecture parameter) or ARCH=x86_64 (`ARCH=x86_64 sam build`).
+# python3.13 functions run on Amazon Linux 2023 (glibc 2.34): manylinux2014 up to manylinux_2_34 wheels fit.
+ARCH ?= arm64
+LAMBDA_PYTHON_VERSION ?= 3.13
+LAMBDA_PIP_ARCH = $(if $(filter arm64 aarch64,$(ARCH)),aarch64,$(if $(filter x86_64 amd64,$(ARCH)),x86_64,$(error ARCH must be arm64 or x86_64, not '$(ARCH)')))
+LAMBDA_PLATFORMS = manylinux2014 manylinux_2_28 manylinux_2_34
+SAM_BUILD_DIR := .aws-sam/build
+
+build-AuthorizerFunction: $(STAMP)
+	@test -n "$(ARTIFACTS_DIR)" || { echo "ARTIFACTS_DIR is not set (sam build sets it; or use 'make build')" >&2; exit 2; }
+	mkdir -p "$(ARTIFACTS_DIR)"
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-compile --upgrade \
+		$(foreach p,$(LAMBDA_PLATFORMS),--platform $(p)_$(LAMBDA_PIP_ARCH)) \
+		--implementation cp --python-version $(LAMBDA_PYTHON_VERSION) --only-binary=:all: \
+		--target "$(ARTIFACTS_DIR)" -r requirements.txt
+	rm -rf "$(ARTIFACTS_DIR)/authorizer"
+	cp -R src/authorizer "$(ARTIFACTS_DIR)/authorizer"
+	find "$(ARTIFACTS_DIR)/authorizer" -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# The same package without the SAM CLI, laid out as `sam build` does (.aws-sam/build/AuthorizerFunction plus a
+# template whose CodeUri points at it), so `sam deploy` / `sam local invoke` can use it directly.
+build: $(STAMP)
+	rm -rf $(SAM_BUILD_DIR)/AuthorizerFunction
+	$(MAKE) --no-print-directory build-AuthorizerFunction ARTIFACTS_DIR="$(CURDIR)/$(SAM_BUILD_DIR)/AuthorizerFunction"
+	sed 's#^\( *\)CodeUri: \.$$#\1CodeUri: AuthorizerFunction#' template.yaml > $(SAM_BUILD_DIR)/template.yaml

@@ -9,41 +9,51 @@ State that outlives an invocation (settings, truststore, revocation caches) live
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from .certs import Cert, InvalidCertificate, load_client_cert
 from .events import AuthorizerRequest, EventFormat, parse_event
+from .fetch import Fetcher
 from .model import CertVerdict, Reason, Source
 from .policy import allows
 from .responses import ContextValue, build_response
 from .revocation import RevocationChecker, Stats
 from .settings import Settings
-from .trust import Untrusted, validate_path
-from .truststore import S3TruststoreLoader, TruststoreError
+from .trust import CertPath, Untrusted, validate_path
+from .truststore import S3TruststoreLoader, Truststore, TruststoreError
 
 SERVICE = "mtls-authorizer"
 _LAMBDA_MARGIN_SECONDS = 0.5  # leave time to answer before Lambda's own timeout
 _TRUSTSTORE_RETRY_SECONDS = 10.0
 
-logger = Logger(service=SERVICE)
-metrics = Metrics(namespace="MtlsAuthorizer", service=SERVICE)
+# Powertools' own variables (POWERTOOLS_SERVICE_NAME, POWERTOOLS_METRICS_NAMESPACE) override these defaults.
+logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME") or SERVICE)
+metrics = Metrics(
+    namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "MtlsAuthorizer",
+    service=os.environ.get("POWERTOOLS_SERVICE_NAME") or SERVICE,
+)
 
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class TruststoreProvider(Protocol):
+    def get(self) -> Truststore: ...
+
+
 @dataclass
 class Runtime:
     settings: Settings
-    truststore: S3TruststoreLoader
+    truststore: TruststoreProvider
     checker: RevocationChecker
     now: Callable[[], datetime]
     cold: bool = True
@@ -57,6 +67,8 @@ class Decision:
     source: Source = Source.NONE
     detail: str = ""
     stats: Stats | None = None
+    path: CertPath | None = None
+    verdicts: tuple[CertVerdict, ...] = ()
 
 
 _runtime: Runtime | None = None
@@ -78,6 +90,19 @@ def reset(clock: Callable[[], datetime] | None = None) -> None:
         _runtime = _build_runtime(clock)
 
 
+def build_runtime(
+    settings: Settings,
+    truststore: TruststoreProvider,
+    clock: Callable[[], datetime] = _utcnow,
+    fetcher: Fetcher | None = None,
+) -> Runtime:
+    """Everything a decision needs; the Lambda builds one per container, the CLI one per run."""
+    checker = RevocationChecker(
+        settings.revocation, settings.fetch, settings.failure_backoff_seconds, clock, fetcher
+    )
+    return Runtime(settings, truststore, checker, clock)
+
+
 def _build_runtime(clock: Callable[[], datetime] = _utcnow) -> Runtime:
     settings = Settings.from_env()
     for problem in settings.problems:
@@ -90,8 +115,7 @@ def _build_runtime(clock: Callable[[], datetime] = _utcnow) -> Runtime:
         _TRUSTSTORE_RETRY_SECONDS,
         _s3_client,
     )
-    checker = RevocationChecker(settings.revocation, settings.fetch, settings.failure_backoff_seconds, clock)
-    return Runtime(settings, loader, checker, clock)
+    return build_runtime(settings, loader, clock)
 
 
 def _runtime_now() -> Runtime:
@@ -110,7 +134,11 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
         runtime = _runtime_now()
         simple = runtime.settings.http_api_simple_responses
         request = parse_event(event)
-        decision = decide(request, runtime, _deadline(started, runtime.settings, context))
+        if request.arn is None and not (request.format is EventFormat.HTTP_V2 and simple):
+            # An IAM policy must name the API it covers: without an ARN only a Deny can be shaped.
+            decision = Decision(Reason.INVALID_REQUEST, False, detail="no usable method or route ARN")
+        else:
+            decision = decide(request, runtime, _deadline(started, runtime.settings, context))
     except Exception:  # the last line of fail-closed: a bug is a Deny, never a 500
         logger.exception("unexpected error; denying")
     try:
@@ -128,10 +156,6 @@ def decide(request: AuthorizerRequest, runtime: Runtime, deadline: float) -> Dec
         cert = load_client_cert(request.cert_pem)
     except InvalidCertificate as exc:
         return Decision(Reason.INVALID_REQUEST, False, detail=str(exc))
-    if request.arn is None and not (
-        request.format is EventFormat.HTTP_V2 and runtime.settings.http_api_simple_responses
-    ):
-        return Decision(Reason.INVALID_REQUEST, False, cert, detail="no usable method or route ARN")
     try:
         truststore = runtime.truststore.get()
     except TruststoreError as exc:
@@ -146,9 +170,8 @@ def decide(request: AuthorizerRequest, runtime: Runtime, deadline: float) -> Dec
     except Exception:
         logger.exception("revocation check failed; treating revocation as unavailable")
         verdict = CertVerdict(cert.subject, Reason.REVOCATION_UNAVAILABLE, Source.NONE, "internal error")
-        return Decision(
-            verdict.reason, allows(verdict.reason, runtime.settings.revocation), cert, verdict.source
-        )
+        allow = allows(verdict.reason, runtime.settings.revocation)
+        return Decision(verdict.reason, allow, cert, verdict.source, verdict.detail, path=path)
     for use in result.stats.stale_uses:
         logger.warning("using revocation data past nextUpdate within the stale grace", extra={"use": use})
     reason = result.verdict.reason
@@ -159,6 +182,8 @@ def decide(request: AuthorizerRequest, runtime: Runtime, deadline: float) -> Dec
         result.verdict.source,
         result.verdict.detail,
         result.stats,
+        path,
+        result.verdicts,
     )
 
 

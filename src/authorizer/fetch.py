@@ -14,7 +14,7 @@ import ipaddress
 import socket
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
@@ -50,9 +50,13 @@ class Request:
     headers: Mapping[str, str] = field(default_factory=dict)  # e.g. conditional GET validators
 
 
+Progress = Callable[[str, int, int | None], None]  # (url, bytes so far, declared length)
+
+
 class Fetcher:
-    def __init__(self, policy: FetchPolicy) -> None:
+    def __init__(self, policy: FetchPolicy, progress: Progress | None = None) -> None:
         self._policy = policy
+        self._progress = progress
 
     def fetch(self, request: Request, deadline: float) -> Response:
         """Perform `request`, following redirects, finishing before `deadline` (time.monotonic())."""
@@ -131,6 +135,8 @@ class Fetcher:
             if size > request.max_bytes:
                 raise FetchError("too_large", f"more than {request.max_bytes} bytes")
             chunks.append(chunk)
+            if self._progress is not None:
+                self._progress(request.url, size, int(length) if length and length.isdigit() else None)
 
     def _timeout(self, deadline: float) -> float:
         remaining = deadline - time.monotonic()

@@ -48,6 +48,8 @@ class Answer:
     fresh_until: datetime
     detail: str = ""
     stale: bool = False
+    this_update: datetime | None = None  # of the data the answer rests on (OCSP), for later reuse
+    next_update: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

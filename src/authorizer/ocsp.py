@@ -79,7 +79,15 @@ def verify_response(
         ocsp.OCSPCertStatus.GOOD: Status.GOOD,
         ocsp.OCSPCertStatus.REVOKED: Status.REVOKED,
     }.get(single.certificate_status, Status.UNKNOWN)
-    return Answer(status, Source.OCSP, fresh_until, f"ocsp {status.value}", stale)
+    return Answer(
+        status,
+        Source.OCSP,
+        fresh_until,
+        f"ocsp {status.value}",
+        stale,
+        single.this_update_utc,
+        single.next_update_utc,
+    )
 
 
 def _single_response_for(response: ocsp.OCSPResponse, cert: Cert, issuer: Cert) -> ocsp.OCSPSingleResponse:

@@ -19,7 +19,7 @@ from . import crl, ocsp
 from .cache import ExpiringCache
 from .certs import Cert
 from .fetch import Fetcher, FetchError, Request
-from .freshness import StaleData
+from .freshness import StaleData, usable_until
 from .model import Answer, CertVerdict, Source, Status
 from .policy import cert_verdict, path_verdict
 from .settings import Depth, FetchPolicy, RevocationPolicy
@@ -53,7 +53,8 @@ class Stats:
 
 @dataclass(frozen=True)
 class PathResult:
-    verdict: CertVerdict
+    verdict: CertVerdict  # the path's: the worst of `verdicts`
+    verdicts: tuple[CertVerdict, ...]  # one per checked certificate, leaf first
     fresh_until: datetime
     stats: Stats
     from_cache: bool = False
@@ -66,17 +67,20 @@ class RevocationChecker:
         fetch_policy: FetchPolicy,
         backoff_seconds: float,
         now: Callable[[], datetime],
+        fetcher: Fetcher | None = None,
     ) -> None:
         self._policy = policy
         self._fetch_policy = fetch_policy
-        self._fetcher = Fetcher(fetch_policy)
+        self._fetcher = fetcher or Fetcher(fetch_policy)
         self._backoff = timedelta(seconds=backoff_seconds)
         self._max_age = timedelta(seconds=policy.max_age_seconds)
         self._now = now
         self._crls: ExpiringCache[tuple[str, str], CrlEntry] = ExpiringCache(MAX_CRLS)
         self._ocsp: ExpiringCache[tuple[str, int], Answer] = ExpiringCache(MAX_OCSP_ANSWERS)
         self._failures: ExpiringCache[tuple[str, ...], Answer] = ExpiringCache(MAX_OCSP_ANSWERS)
-        self._decisions: ExpiringCache[tuple[str, str], CertVerdict] = ExpiringCache(MAX_DECISIONS)
+        self._decisions: ExpiringCache[tuple[str, str], tuple[CertVerdict, ...]] = ExpiringCache(
+            MAX_DECISIONS
+        )
         self._pool = concurrent.futures.ThreadPoolExecutor(_WORKERS, thread_name_prefix="revocation")
 
     def check(self, path: CertPath, truststore_version: str, deadline: float) -> PathResult:
@@ -84,7 +88,8 @@ class RevocationChecker:
         decision_key = (path.leaf.fingerprint, truststore_version)
         cached = self._decisions.peek(decision_key)
         if cached is not None and cached[0] > now:
-            return PathResult(cached[1], cached[0], Stats(cache_hits=1), from_cache=True)
+            held = cached[1]
+            return PathResult(path_verdict(held), held, cached[0], Stats(cache_hits=1), from_cache=True)
 
         stats = Stats()
         links = path.links()
@@ -109,9 +114,8 @@ class RevocationChecker:
                 fresh_until = min(fresh_until, answer.fresh_until)
                 if answer.stale:
                     stats.stale_uses.append(f"{plan.cert.subject}: {answer.detail}")
-        verdict = path_verdict(verdicts)
-        self._decisions.put(decision_key, verdict, fresh_until)
-        return PathResult(verdict, fresh_until, stats)
+        self._decisions.put(decision_key, tuple(verdicts), fresh_until)
+        return PathResult(path_verdict(verdicts), tuple(verdicts), fresh_until, stats)
 
     # --- planning: what each certificate needs, served from cache where fresh -------------------
 
@@ -217,7 +221,7 @@ class RevocationChecker:
             stats.fetch_ms.append(result.seconds * 1000)
             answer = Answer(Status.UNAVAILABLE, _source(source_key), now + self._backoff, result.detail)
             self._failures.put(source_key, answer, now + self._backoff)
-            return self._stale_fallback(plan, source_key, now) or answer
+            return self._held_fallback(plan, source_key, now) or answer
         if source_key[0] == "ocsp":
             return self._ocsp_answer(plan, source_key, result, now, stats)
         return self._crl_answer(plan, source_key, result, now, stats)
@@ -237,6 +241,7 @@ class RevocationChecker:
             return answer
         return (
             self._ocsp.get(cache_key, now)
+            or self._held_fallback(plan, key, now)
             or self._failures.get(key, now)
             or _timed_out(Source.OCSP, now, stats)
         )
@@ -253,7 +258,11 @@ class RevocationChecker:
         else:
             entry = self._crls.get(cache_key, now)
             if entry is None:
-                return self._failures.get(key, now) or _timed_out(Source.CRL, now, stats)
+                return (
+                    self._held_fallback(plan, key, now)
+                    or self._failures.get(key, now)
+                    or _timed_out(Source.CRL, now, stats)
+                )
         assert entry is not None
         try:
             answer = crl.lookup(entry.index, plan.cert, point, now, self._policy)
@@ -261,19 +270,26 @@ class RevocationChecker:
             return Answer(Status.UNAVAILABLE, Source.CRL, now + self._backoff, f"crl {point.urls[0]}: {exc}")
         return _capped(answer, entry.fetched_at + self._max_age)
 
-    def _stale_fallback(self, plan: _LinkPlan, key: tuple[str, ...], now: datetime) -> Answer | None:
-        """After a failed refresh, data past nextUpdate may still serve within the stale grace."""
-        if self._policy.stale_grace_seconds <= 0 or key[0] != "crl":
-            return None
-        point = plan.point_for(key)
-        held = self._crls.peek((point.urls[0], plan.issuer.fingerprint))
-        if held is None:
-            return None
+    def _held_fallback(self, plan: _LinkPlan, key: tuple[str, ...], now: datetime) -> Answer | None:
+        """When a refresh failed, data already held serves while it is still valid: until its
+        nextUpdate, or past it within REVOCATION_STALE_GRACE_SECONDS (such uses are flagged stale)."""
         try:
-            answer = crl.lookup(held[1].index, plan.cert, point, now, self._policy)
+            if key[0] == "ocsp":
+                held_answer = self._ocsp.peek((plan.issuer.fingerprint, plan.cert.crypto.serial_number))
+                if held_answer is None or held_answer[1].this_update is None:
+                    return None
+                old = held_answer[1]
+                until, stale = usable_until(old.this_update, old.next_update, now, self._policy)  # type: ignore[arg-type]
+                return Answer(
+                    old.status, old.source, until, old.detail, stale, old.this_update, old.next_update
+                )
+            point = plan.point_for(key)
+            held_crl = self._crls.peek((point.urls[0], plan.issuer.fingerprint))
+            if held_crl is None:
+                return None
+            return crl.lookup(held_crl[1].index, plan.cert, point, now, self._policy)
         except (crl.CRLError, StaleData):
             return None
-        return answer if answer.stale else None
 
     def _crl_expiry(self, entry: CrlEntry) -> datetime:
         next_update = entry.index.next_update or entry.index.this_update
