@@ -1,7 +1,7 @@
 """The Lambda package, built the way `sam build` builds it (Makefile target build-AuthorizerFunction), without
-Docker: wheels for the Lambda platform fetched by pip from the package index.
-
-This downloads packages, so it is marked `build`: deselect with `pytest -m "not build"`.
+Docker: wheels for the Lambda platform, which `make wheels` (a prerequisite of `make test`) downloads at install
+time; the build here runs with OFFLINE=1, from that wheelhouse only. Marked `build`: deselect with
+`pytest -m "not build"`.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def package(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     """(machine, artifacts dir) of one build per architecture."""
     arch = request.param
     artifacts = tmp_path_factory.mktemp(f"artifacts-{arch}")
-    arguments = ["build-AuthorizerFunction", f"ARTIFACTS_DIR={artifacts}"]
+    arguments = ["build-AuthorizerFunction", f"ARTIFACTS_DIR={artifacts}", "OFFLINE=1"]
     if arch != "arm64":  # arm64 is the default, as in the template
         arguments.append(f"ARCH={arch}")
     result = _make(*arguments)
