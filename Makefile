@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint demo bench fuzz build clean
+.PHONY: test lint demo bench fuzz build wheels clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -12,7 +12,8 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
 
-test: $(STAMP) lint
+# The tests build the Lambda package offline from wheels fetched here, at install time (see `wheels`).
+test: $(STAMP) lint wheels
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
@@ -33,12 +34,18 @@ LAMBDA_PIP_ARCH = $(if $(filter arm64 aarch64,$(ARCH)),aarch64,$(if $(filter x86
 LAMBDA_PLATFORMS = manylinux2014 manylinux_2_28 manylinux_2_34
 SAM_BUILD_DIR := .aws-sam/build
 
+# pip's flags for Lambda wheels of one machine ($(1): aarch64 or x86_64).
+lambda_wheels = $(foreach p,$(LAMBDA_PLATFORMS),--platform $(p)_$(1)) \
+	--implementation cp --python-version $(LAMBDA_PYTHON_VERSION) --only-binary=:all:
+# OFFLINE=1 installs only from the wheelhouse `make wheels` filled (what the tests do).
+WHEELHOUSE := $(VENV)/wheelhouse
+OFFLINE ?=
+
 build-AuthorizerFunction: $(STAMP)
 	@test -n "$(ARTIFACTS_DIR)" || { echo "ARTIFACTS_DIR is not set (sam build sets it; or use 'make build')" >&2; exit 2; }
 	mkdir -p "$(ARTIFACTS_DIR)"
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-compile --upgrade \
-		$(foreach p,$(LAMBDA_PLATFORMS),--platform $(p)_$(LAMBDA_PIP_ARCH)) \
-		--implementation cp --python-version $(LAMBDA_PYTHON_VERSION) --only-binary=:all: \
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-compile --upgrade $(call lambda_wheels,$(LAMBDA_PIP_ARCH)) \
+		$(if $(OFFLINE),--no-index --find-links $(WHEELHOUSE)/$(LAMBDA_PIP_ARCH)) \
 		--target "$(ARTIFACTS_DIR)" -r requirements.txt
 	rm -rf "$(ARTIFACTS_DIR)/authorizer"
 	cp -R src/authorizer "$(ARTIFACTS_DIR)/authorizer"
@@ -50,3 +57,10 @@ build: $(STAMP)
 	rm -rf $(SAM_BUILD_DIR)/AuthorizerFunction
 	$(MAKE) --no-print-directory build-AuthorizerFunction ARTIFACTS_DIR="$(CURDIR)/$(SAM_BUILD_DIR)/AuthorizerFunction"
 	sed 's#^\( *\)CodeUri: \.$$#\1CodeUri: AuthorizerFunction#' template.yaml > $(SAM_BUILD_DIR)/template.yaml
+
+# Lambda-platform wheels for both architectures, fetched once per requirements change.
+wheels: $(WHEELHOUSE)/aarch64/.done $(WHEELHOUSE)/x86_64/.done
+$(WHEELHOUSE)/%/.done: requirements.txt $(STAMP)
+	$(PY) -m pip download --quiet --disable-pip-version-check -d $(WHEELHOUSE)/$* $(call lambda_wheels,$*) \
+		-r requirements.txt
+	touch $@

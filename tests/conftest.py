@@ -44,16 +44,11 @@ ROUTE_ARN = f"arn:aws:execute-api:{REGION}:{ACCOUNT}:{API_ID}/{STAGE}/GET/pets/4
 SECRET_HEADER_VALUE = "Bearer sk_live_51Hx9TOPSECRETdoNotLog7f3a9c2e"
 
 SETTING_NAMES = (
-    "TRUSTSTORE_BUCKET",
-    "TRUSTSTORE_KEY",
-    "TRUSTSTORE_VERSION",
-    "REVOCATION_NO_INFO",
-    "REVOCATION_UNAVAILABLE",
-    "REVOCATION_CHECK",
-    "FETCH_TIMEOUT_SECONDS",
-    "FETCH_BLOCKED_NETWORKS",
-    "HTTP_API_SIMPLE_RESPONSES",
-    "CLOCK_SKEW_SECONDS",
+    "TRUSTSTORE_BUCKET", "TRUSTSTORE_KEY", "TRUSTSTORE_VERSION", "TRUSTSTORE_REFRESH_SECONDS",
+    "REVOCATION_NO_INFO", "REVOCATION_UNAVAILABLE", "REVOCATION_CHECK", "REVOCATION_CACHE_MAX_AGE_SECONDS",
+    "REVOCATION_STALE_GRACE_SECONDS", "REVOCATION_FAILURE_BACKOFF_SECONDS", "FETCH_TIMEOUT_SECONDS",
+    "FETCH_BLOCKED_NETWORKS", "MAX_CRL_BYTES", "MAX_OCSP_BYTES", "AUTHORIZER_BUDGET_SECONDS",
+    "HTTP_API_SIMPLE_RESPONSES", "CLOCK_SKEW_SECONDS",
 )
 
 
@@ -67,9 +62,10 @@ class FakeLambdaContext:
     aws_request_id: str = "8f5a3c1e-6b2d-4e0f-9a7b-1c2d3e4f5a6b"
     log_group_name: str = "/aws/lambda/mtls-revocation-authorizer"
     log_stream_name: str = "2026/11/28/[$LATEST]0123456789abcdef"
+    remaining_ms: int = 30000
 
     def get_remaining_time_in_millis(self) -> int:
-        return 30000
+        return self.remaining_ms
 
 
 def _gateway_date(value: dt.datetime) -> str:

@@ -6,6 +6,7 @@ Nothing here talks to anything but 127.0.0.1.
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import shutil
 import socket
@@ -56,6 +57,9 @@ class Route:
     responder: Responder | None = None
     upstream: str | None = None
     etag: str | None = None  # when set, If-None-Match with this value is answered 304
+    location: str | None = None  # a redirect target (with a 3xx status)
+    trickle: float = 0.0  # seconds between single bytes of the whole answer (status line included)
+    declare_length: bool = True  # False: no Content-Length, the body ends when the connection closes
 
 
 class FixtureHTTPServer:
@@ -92,6 +96,17 @@ class FixtureHTTPServer:
                 if route.hang:
                     server._release.wait()
                     return
+                if route.trickle:
+                    raw = b"HTTP/1.0 200 OK\r\nContent-Type: application/pkix-crl\r\n\r\n" + route.body
+                    for index in range(len(raw)):
+                        if server._release.wait(route.trickle):
+                            return
+                        try:
+                            self.wfile.write(raw[index : index + 1])
+                            self.wfile.flush()
+                        except OSError:
+                            return
+                    return
                 if route.etag is not None and self.headers.get("If-None-Match") == route.etag:
                     with server._lock:
                         server._not_modified[path] += 1
@@ -115,10 +130,14 @@ class FixtureHTTPServer:
                 route = server._lookup(self.path.split("?", 1)[0], count=False)
                 if route is not None and route.etag is not None:
                     self.send_header("ETag", route.etag)
+                if route is not None and route.location is not None:
+                    self.send_header("Location", route.location)
                 self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(payload)))
+                if route is None or route.declare_length:
+                    self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
-                self.wfile.write(payload)
+                with contextlib.suppress(OSError):  # a size-limited client hangs up early
+                    self.wfile.write(payload)
 
             do_GET = _handle
             do_POST = _handle
@@ -167,6 +186,23 @@ class FixtureHTTPServer:
     def proxy(self, path: str, upstream: str) -> str:
         with self._lock:
             self._routes[path] = Route(upstream=upstream)
+        return self.url(path)
+
+    def redirect(self, path: str, location: str, *, status: int = 302) -> str:
+        with self._lock:
+            self._routes[path] = Route(status=status, location=location)
+        return self.url(path)
+
+    def trickle(self, path: str, body: bytes, *, interval: float = 1.0) -> str:
+        """Answer one byte every ``interval`` seconds, from the status line on."""
+        with self._lock:
+            self._routes[path] = Route(body=body, trickle=interval)
+        return self.url(path)
+
+    def stream(self, path: str, body: bytes) -> str:
+        """Answer ``body`` without a Content-Length."""
+        with self._lock:
+            self._routes[path] = Route(body=body, declare_length=False)
         return self.url(path)
 
     def hang(self, path: str) -> str:

@@ -1,7 +1,7 @@
-"""The Lambda package, built the way `sam build` builds it (Makefile target build-AuthorizerFunction), without
-Docker: wheels for the Lambda platform, which `make wheels` (a prerequisite of `make test`) downloads at install
-time; the build here runs with OFFLINE=1, from that wheelhouse only. Marked `build`: deselect with
-`pytest -m "not build"`.
+"""The Lambda package, built the way `sam build` builds it (Makefile target build-AuthorizerFunction),
+without Docker: wheels for the Lambda platform, which `make wheels` (a prerequisite of `make test`)
+downloads at install time; the build here runs with OFFLINE=1, from that wheelhouse only.
+Marked `build`: deselect with `pytest -m "not build"`.
 """
 
 from __future__ import annotations

@@ -114,8 +114,23 @@ def _build_runtime(clock: Callable[[], datetime] = _utcnow) -> Runtime:
         settings.truststore_refresh_seconds,
         _TRUSTSTORE_RETRY_SECONDS,
         _s3_client,
+        on_load=_log_truststore,
+        on_error=lambda error: logger.error("truststore could not be read", extra={"error": error}),
     )
     return build_runtime(settings, loader, clock)
+
+
+def _log_truststore(truststore: Truststore) -> None:
+    for skipped in truststore.skipped:
+        logger.warning("truststore block skipped", extra={"block": skipped})
+    logger.info(
+        "truststore loaded",
+        extra={
+            "truststoreVersion": truststore.version,
+            "anchors": len(truststore.anchors),
+            "intermediates": len(truststore.intermediates),
+        },
+    )
 
 
 def _runtime_now() -> Runtime:
@@ -159,7 +174,6 @@ def decide(request: AuthorizerRequest, runtime: Runtime, deadline: float) -> Dec
     try:
         truststore = runtime.truststore.get()
     except TruststoreError as exc:
-        logger.error("truststore unavailable; denying every request", extra={"error": str(exc)})
         return Decision(Reason.UNTRUSTED, False, cert, detail=str(exc))
     try:
         path = validate_path(cert, truststore, runtime.now(), runtime.settings.revocation.clock_skew_seconds)

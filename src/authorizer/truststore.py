@@ -71,12 +71,15 @@ class S3TruststoreLoader:
         retry_seconds: float,
         client_factory: Callable[[], Any],
         clock: Callable[[], float] = time.monotonic,
+        on_load: Callable[[Truststore], None] = lambda _: None,
+        on_error: Callable[[str], None] = lambda _: None,
     ) -> None:
         self._bucket, self._key, self._version = bucket, key, version
         self._refresh, self._retry = refresh_seconds, retry_seconds
         self._client_factory = client_factory
         self._client: Any = None
         self._clock = clock
+        self._on_load, self._on_error = on_load, on_error
         self._current: Truststore | None = None
         self._next_check = 0.0
         self._last_error = ""
@@ -89,11 +92,15 @@ class S3TruststoreLoader:
         if self._current is None and now < self._next_check:
             raise TruststoreError(self._last_error)
         try:
-            self._current = self._load_if_changed()
+            loaded = self._load_if_changed()
+            if loaded is not self._current:
+                self._on_load(loaded)
+            self._current = loaded
             self._next_check = now + self._refresh
         except Exception as exc:
             self._last_error = _describe(exc, self._bucket, self._key, self._version)
             self._next_check = now + (self._refresh if self._current else self._retry)
+            self._on_error(self._last_error + ("; keeping the last good truststore" if self._current else ""))
             if self._current is None:
                 raise TruststoreError(self._last_error) from exc
         return self._current
