@@ -259,6 +259,7 @@ def _emit_metrics(decision: Decision, duration_ms: float) -> None:
             metrics.add_metric(name="ColdStart", unit=MetricUnit.Count, value=1)
         metrics.add_metric(name="Allowed" if decision.allow else "Denied", unit=MetricUnit.Count, value=1)
         metrics.add_metric(name=f"Reason_{decision.reason.value}", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=f"Source_{decision.source.value}", unit=MetricUnit.Count, value=1)
         metrics.add_metric(name="DecisionLatency", unit=MetricUnit.Milliseconds, value=duration_ms)
         stats = decision.stats
         if stats is not None:
@@ -268,6 +269,8 @@ def _emit_metrics(decision: Decision, duration_ms: float) -> None:
                 metrics.add_metric(
                     name="FetchFailure", unit=MetricUnit.Count, value=len(stats.fetch_failures)
                 )
+            for kind in stats.fetch_failures:
+                metrics.add_metric(name=f"FetchFailure_{kind}", unit=MetricUnit.Count, value=1)
             for ms in stats.fetch_ms:
                 metrics.add_metric(name="FetchLatency", unit=MetricUnit.Milliseconds, value=ms)
         metrics.flush_metrics()

@@ -96,12 +96,12 @@ class RevocationChecker:
         if self._policy.depth is Depth.LEAF:
             links = links[:1]
         plans = [_LinkPlan.of(cert, issuer) for cert, issuer in links]
-        jobs: dict[tuple[str, ...], concurrent.futures.Future[object]] = {}
+        jobs: dict[tuple[str, ...], concurrent.futures.Future[tuple[object, float]]] = {}
         for plan in plans:
             for key, job in self._jobs_for(plan, now, stats, deadline):
                 if key not in jobs:
-                    jobs[key] = self._pool.submit(job)
-        finished = _wait(jobs, deadline)
+                    jobs[key] = self._pool.submit(_timed, job)
+        finished = _wait(jobs, deadline, stats)
 
         verdicts: list[CertVerdict] = []
         fresh_until = now + self._max_age
@@ -146,7 +146,6 @@ class RevocationChecker:
     def _fetch_ocsp(self, plan: _LinkPlan, deadline: float) -> Answer | _Failure:
         failure = _Failure("ocsp", "no responder")
         for url in plan.ocsp_urls:
-            started = time.monotonic()
             try:
                 request, nonce = ocsp.build_request(plan.cert, plan.issuer)
                 response = self._fetcher.fetch(
@@ -163,9 +162,9 @@ class RevocationChecker:
                     response.body, plan.cert, plan.issuer, self._now(), self._policy, nonce
                 )
             except FetchError as exc:
-                failure = _Failure(exc.kind, f"ocsp {url}: {exc}", time.monotonic() - started)
+                failure = _Failure(exc.kind, f"ocsp {url}: {exc}")
             except (ocsp.OCSPError, StaleData) as exc:
-                failure = _Failure("invalid", f"ocsp {url}: {exc}", time.monotonic() - started)
+                failure = _Failure("invalid", f"ocsp {url}: {exc}")
         return failure
 
     def _fetch_crl(
@@ -174,7 +173,6 @@ class RevocationChecker:
         failure = _Failure("crl", "no distribution point")
         previous = self._crls.peek((point.urls[0], plan.issuer.fingerprint))
         for url in point.urls:
-            started = time.monotonic()
             headers: dict[str, str] = {}
             old = previous[1] if previous and url == point.urls[0] else None
             if old and old.etag:
@@ -195,9 +193,9 @@ class RevocationChecker:
                     response.headers.get("last-modified", ""),
                 )
             except FetchError as exc:
-                failure = _Failure(exc.kind, f"crl {url}: {exc}", time.monotonic() - started)
+                failure = _Failure(exc.kind, f"crl {url}: {exc}")
             except crl.CRLError as exc:
-                failure = _Failure("invalid", f"crl {url}: {exc}", time.monotonic() - started)
+                failure = _Failure("invalid", f"crl {url}: {exc}")
         return failure
 
     # --- turning finished work and caches into answers (main thread) ----------------------------
@@ -218,7 +216,6 @@ class RevocationChecker:
         if isinstance(result, _Failure):
             stats.fetches += 1
             stats.fetch_failures.append(result.kind)
-            stats.fetch_ms.append(result.seconds * 1000)
             answer = Answer(Status.UNAVAILABLE, _source(source_key), now + self._backoff, result.detail)
             self._failures.put(source_key, answer, now + self._backoff)
             return self._held_fallback(plan, source_key, now) or answer
@@ -304,7 +301,6 @@ class RevocationChecker:
 class _Failure:
     kind: str
     detail: str
-    seconds: float = 0.0
 
 
 _NOT_RUN = object()
@@ -360,7 +356,9 @@ def _timed_out(source: Source, now: datetime, stats: Stats) -> Answer:
 
 
 def _wait(
-    jobs: dict[tuple[str, ...], concurrent.futures.Future[object]], deadline: float
+    jobs: dict[tuple[str, ...], concurrent.futures.Future[tuple[object, float]]],
+    deadline: float,
+    stats: Stats,
 ) -> dict[tuple[str, ...], object]:
     """Results of the jobs that finished by the deadline; the rest are abandoned, never awaited."""
     if jobs:
@@ -369,5 +367,16 @@ def _wait(
     for key, future in jobs.items():
         if future.done() and not future.cancelled():
             error = future.exception()
-            finished[key] = future.result() if error is None else _Failure("bug", f"{type(error).__name__}")
+            if error is not None:
+                finished[key] = _Failure("bug", f"{type(error).__name__}")
+            else:
+                result, seconds = future.result()
+                finished[key] = result
+                stats.fetch_ms.append(seconds * 1000)
     return finished
+
+
+def _timed(job: Callable[[], object]) -> tuple[object, float]:
+    started = time.monotonic()
+    result = job()
+    return result, time.monotonic() - started
