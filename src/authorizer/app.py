@@ -12,13 +12,14 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
+from .cache import ExpiringCache
 from .certs import Cert, InvalidCertificate, load_client_cert
 from .events import AuthorizerRequest, EventFormat, parse_event
 from .fetch import Fetcher
@@ -33,6 +34,7 @@ from .truststore import S3TruststoreLoader, Truststore, TruststoreError
 SERVICE = "mtls-authorizer"
 _LAMBDA_MARGIN_SECONDS = 0.5  # leave time to answer before Lambda's own timeout
 _TRUSTSTORE_RETRY_SECONDS = 10.0
+MAX_CACHED_PATHS = 20_000
 
 # Powertools' own variables (POWERTOOLS_SERVICE_NAME, POWERTOOLS_METRICS_NAMESPACE) override these defaults.
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME") or SERVICE)
@@ -57,6 +59,31 @@ class Runtime:
     checker: RevocationChecker
     now: Callable[[], datetime]
     cold: bool = True
+    # Warm-path shortcuts: parsed certificates by PEM, validated paths by (fingerprint, truststore
+    # version), each kept no longer than the certificates on it are valid.
+    certs: ExpiringCache[str, Cert] = field(default_factory=lambda: ExpiringCache(MAX_CACHED_PATHS))
+    paths: ExpiringCache[tuple[str, str], CertPath] = field(
+        default_factory=lambda: ExpiringCache(MAX_CACHED_PATHS)
+    )
+
+    def client_cert(self, pem: str) -> Cert:
+        now = self.now()
+        cert = self.certs.get(pem, now)
+        if cert is None:
+            cert = load_client_cert(pem)
+            self.certs.put(pem, cert, cert.crypto.not_valid_after_utc)
+        return cert
+
+    def validated_path(self, cert: Cert, truststore: Truststore) -> CertPath:
+        now = self.now()
+        key = (cert.fingerprint, truststore.version)
+        path = self.paths.get(key, now)
+        if path is None:
+            skew = self.settings.revocation.clock_skew_seconds
+            path = validate_path(cert, truststore, now, skew)
+            expiry = min(c.crypto.not_valid_after_utc for c in path.certs) + timedelta(seconds=skew)
+            self.paths.put(key, path, expiry)
+        return path
 
 
 @dataclass(frozen=True)
@@ -168,7 +195,7 @@ def decide(request: AuthorizerRequest, runtime: Runtime, deadline: float) -> Dec
     if request.cert_pem is None:
         return Decision(Reason.INVALID_REQUEST, False, detail="no client certificate in the event")
     try:
-        cert = load_client_cert(request.cert_pem)
+        cert = runtime.client_cert(request.cert_pem)
     except InvalidCertificate as exc:
         return Decision(Reason.INVALID_REQUEST, False, detail=str(exc))
     try:
@@ -176,7 +203,7 @@ def decide(request: AuthorizerRequest, runtime: Runtime, deadline: float) -> Dec
     except TruststoreError as exc:
         return Decision(Reason.UNTRUSTED, False, cert, detail=str(exc))
     try:
-        path = validate_path(cert, truststore, runtime.now(), runtime.settings.revocation.clock_skew_seconds)
+        path = runtime.validated_path(cert, truststore)
     except Untrusted as exc:
         return Decision(Reason.UNTRUSTED, False, cert, detail=str(exc))
     try:
