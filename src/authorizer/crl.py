@@ -88,11 +88,20 @@ class CrlIndex:
 
 
 def parse_and_verify(data: bytes, issuer: Cert) -> CrlIndex:
-    """Verify a DER (or PEM) CRL as issued by `issuer` and index it; raises CRLError."""
+    """Verify a DER (or PEM) CRL as issued by `issuer` and index it; raises CRLError only."""
+    try:
+        return _parse_and_verify(data, issuer)
+    except CRLError:
+        raise
+    except Exception as exc:  # lazily parsed parts of malformed input raise all sorts of errors
+        raise CRLError(f"CRL is malformed: {type(exc).__name__}") from exc
+
+
+def _parse_and_verify(data: bytes, issuer: Cert) -> CrlIndex:
     der = _to_der(data)
     try:
         crl = x509.load_der_x509_crl(der)
-    except ValueError as exc:
+    except Exception as exc:  # ValueError, InvalidVersion and whatever else malformed input raises
         raise CRLError("CRL does not parse") from exc
     if crl.issuer != issuer.crypto.subject:
         raise CRLError("CRL is not issued by the certificate's issuer")

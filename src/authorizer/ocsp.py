@@ -63,10 +63,21 @@ def build_request(cert: Cert, issuer: Cert) -> tuple[bytes, bytes]:
 def verify_response(
     der: bytes, cert: Cert, issuer: Cert, now: datetime, policy: RevocationPolicy, nonce: bytes | None = None
 ) -> Answer:
-    """Check a DER OCSP response about `cert` issued by `issuer`; raises OCSPError or StaleData."""
+    """Check a DER OCSP response about `cert` issued by `issuer`; raises OCSPError or StaleData only."""
+    try:
+        return _verify_response(der, cert, issuer, now, policy, nonce)
+    except (OCSPError, StaleData):
+        raise
+    except Exception as exc:  # lazily parsed parts of malformed input raise all sorts of errors
+        raise OCSPError(f"response is malformed: {type(exc).__name__}") from exc
+
+
+def _verify_response(
+    der: bytes, cert: Cert, issuer: Cert, now: datetime, policy: RevocationPolicy, nonce: bytes | None
+) -> Answer:
     try:
         response = ocsp.load_der_ocsp_response(der)
-    except ValueError as exc:
+    except Exception as exc:  # malformed input may raise more than ValueError
         raise OCSPError("response does not parse") from exc
     if response.response_status != ocsp.OCSPResponseStatus.SUCCESSFUL:
         raise OCSPError(f"responder said {response.response_status.name.lower()}")
@@ -109,10 +120,13 @@ def _single_response_for(response: ocsp.OCSPResponse, cert: Cert, issuer: Cert) 
 
 
 def _is_responder(candidate: x509.Certificate, response: ocsp.OCSPResponse) -> bool:
-    if response.responder_key_hash is not None:
-        key_id = x509.SubjectKeyIdentifier.from_public_key(candidate.public_key()).digest
-        return key_id == response.responder_key_hash
-    return candidate.subject == response.responder_name
+    try:
+        if response.responder_key_hash is not None:
+            key_id = x509.SubjectKeyIdentifier.from_public_key(candidate.public_key()).digest
+            return key_id == response.responder_key_hash
+        return candidate.subject == response.responder_name
+    except Exception:  # the certs field is unsigned: a malformed certificate there is simply not the signer
+        return False
 
 
 def _authorised_signer(
