@@ -17,8 +17,13 @@ test: $(STAMP) lint wheels
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
-	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m ruff check src tests benchmarks demo
 	$(PY) -m mypy
+
+# Benchmark (not a test): the authorizer vs. the proof of concept on 10k/100k/1M-entry CRLs and OCSP, on loopback
+# servers started and stopped by the script. Report: stdout and benchmarks/results.md. `make bench BENCH_ARGS=--quick`.
+bench: $(STAMP)
+	PYTHONPATH=src $(PY) benchmarks/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis
@@ -64,3 +69,22 @@ $(WHEELHOUSE)/%/.done: requirements.txt $(STAMP)
 	$(PY) -m pip download --quiet --disable-pip-version-check -d $(WHEELHOUSE)/$* $(call lambda_wheels,$*) \
 		-r requirements.txt
 	touch $@
+
+# ---- Demo and sample events -----------------------------------------------------------------------
+# The real authorizer end to end on this machine: throwaway PKI (openssl CLI), openssl ocsp, a CRL server,
+# S3 (moto), live revocation; prints a table of decisions (demo/run.py).
+demo: $(STAMP)
+	$(PY) demo/run.py
+
+# Regenerates events/ (sample events for `sam local invoke -e`) from a throwaway PKI (demo/make_events.py).
+.PHONY: events
+events: $(STAMP)
+	$(PY) demo/make_events.py
+
+# ---- Fuzzing --------------------------------------------------------------------------------------
+# Property-based fuzzing of the handler and the parsers (tests/test_fuzz.py) with the "long" Hypothesis profile:
+# random seeds, many more examples, failures kept in .hypothesis/ and replayed first next time. `make test` runs
+# the same file with the derandomized "ci" profile. Override the budget with FUZZ_PROFILE=dev (faster).
+FUZZ_PROFILE ?= long
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=$(FUZZ_PROFILE) $(PY) -m pytest -q tests/test_fuzz.py --hypothesis-show-statistics

@@ -29,10 +29,19 @@ def cert_verdict(subject: str, declared: Sequence[Source], answers: Sequence[Ans
 
 
 def path_verdict(verdicts: Sequence[CertVerdict]) -> CertVerdict:
-    """The worst verdict on the path (leaf first among equals); an empty path has no revocation info."""
+    """The path's verdict from its certificates' verdicts, leaf first.
+
+    Revoked anywhere, then unavailable anywhere, win. Otherwise the leaf decides: a leaf that declares
+    nothing is "no revocation info" whatever its issuers declare; a checked leaf is good, and an
+    intermediate that declares nothing does not spoil that (CA certificates in private PKIs often
+    carry no CRL or OCSP pointer; they are revoked by removing them from the truststore).
+    """
     if not verdicts:
         return CertVerdict("", Reason.NO_REVOCATION_INFO, Source.NONE)
-    return min(verdicts, key=lambda v: _SEVERITY.index(v.reason))
+    worst = min(verdicts, key=lambda v: _SEVERITY.index(v.reason))
+    if worst.reason in (Reason.REVOKED, Reason.REVOCATION_UNAVAILABLE):
+        return worst
+    return verdicts[0]
 
 
 def allows(reason: Reason, policy: RevocationPolicy) -> bool:

@@ -1,0 +1,1 @@
+"""`make demo` and `make events`: a throwaway openssl PKI, loopback servers, the real authorizer."""

@@ -1,0 +1,446 @@
+"""`make demo`: the real authorizer end to end on this machine, with nothing but openssl and Python.
+
+1. a throwaway PKI made with the openssl CLI: a private CA whose clients declare no revocation info, a CA
+   whose clients name an OCSP responder, and a CA publishing CRLs like AWS Private CA;
+2. loopback servers: `openssl ocsp`, a CRL HTTP server, S3 (moto) holding a versioned truststore.pem;
+3. `lambda_handler` for every certificate, REST and HTTP API 2.0 events, then live revocation
+   (`openssl ca -revoke`, `openssl ca -gencrl`) and again;
+4. a table of decisions; everything started is stopped and removed on exit, Ctrl-C included.
+
+Exit status: 0 when every decision is the expected one, 1 otherwise, 130 on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import contextlib
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
+
+ROOT = Path(__file__).resolve().parent.parent
+# Run as `python demo/run.py`: import demo.* as a package, not this folder's modules as top-level ones.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+for _path in (ROOT, ROOT / "src"):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+from demo.pki import Issued, Issuer, Shape, Urls, build_pki  # noqa: E402
+from demo.servers import CRLServer, OCSPResponder, S3Server  # noqa: E402
+
+REGION = "eu-west-1"
+BUCKET = "mtls-demo-truststore"
+KEY = "truststore.pem"
+GARBAGE_PEM = "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n"
+FORMATS = ("REST", "HTTP-2.0")
+COLUMNS = ("phase", "certificate", "format", "decision", "reason", "source", "ms", "check")
+REVOKED_CLIENT = {Shape.OCSP: 1, Shape.CRL: 0}  # the ECDSA client of the OCSP CA, the RSA one of the CRL CA
+PHASES = {
+    "before": "new container (caches empty), nothing revoked yet",
+    "warm": "the same container right after the revocations: cached answers still hold",
+    "after": "new container (caches empty) after the revocations",
+}
+
+
+@dataclass(frozen=True)
+class Client:
+    """A client certificate of the demo and what the authorizer should say about it."""
+
+    label: str
+    issued: Issued
+    issuer: Issuer
+    revoke: bool  # revoked live between the rounds
+
+    @property
+    def expected_before(self) -> tuple[str, str]:
+        return ("Allow", "no_revocation_info") if self.issuer.shape is Shape.PRIVATE else ("Allow", "good")
+
+    @property
+    def expected_after(self) -> tuple[str, str]:
+        return ("Deny", "revoked") if self.revoke else self.expected_before
+
+
+@dataclass(frozen=True)
+class Row:
+    phase: str
+    certificate: str
+    format: str
+    decision: str
+    reason: str
+    source: str
+    ms: float
+    expected: tuple[str, str]
+
+    @property
+    def ok(self) -> bool:
+        return (self.decision, self.reason) == self.expected
+
+    def cells(self) -> tuple[str, ...]:
+        check = "ok" if self.ok else f"UNEXPECTED, want {' '.join(self.expected)}"
+        return (
+            self.phase,
+            self.certificate,
+            self.format,
+            self.decision,
+            self.reason,
+            self.source,
+            f"{self.ms:.1f}",
+            check,
+        )
+
+
+class FakeLambdaContext:
+    function_name = "mtls-authorizer-demo"
+    memory_limit_in_mb = 256
+    invoked_function_arn = f"arn:aws:lambda:{REGION}:123456789012:function:mtls-authorizer-demo"
+
+    def __init__(self) -> None:
+        self.aws_request_id = str(uuid.uuid4())
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 10_000
+
+
+class Demo:
+    def __init__(self, stack: contextlib.ExitStack, out: TextIO, hold: float = 0.0) -> None:
+        self.stack = stack
+        self.out = out
+        self.hold = hold
+        self.rows: list[Row] = []
+
+    def say(self, text: str = "") -> None:
+        print(text, file=self.out, flush=True)
+
+    # ----------------------------------------------------------------------------------------- setup
+    def workdir(self) -> Path:
+        workdir = Path(tempfile.mkdtemp(prefix="mtls-demo-"))
+        self.stack.callback(self._remove, workdir)
+        self.say(f"workdir: {workdir}")
+        return workdir
+
+    def _remove(self, workdir: Path) -> None:
+        shutil.rmtree(workdir, ignore_errors=True)
+        self.say(f"cleanup: removed {workdir}")
+
+    def start(self, name: str, server: Any) -> Any:
+        """Start ``server`` and make sure it is stopped however the demo ends."""
+        self.stack.callback(self._stop, name, server)
+        server.start()
+        return server
+
+    def _stop(self, name: str, server: Any) -> None:
+        server.stop()
+        self.say(f"cleanup: stopped {name}")
+
+    # ----------------------------------------------------------------------------------------- run
+    def run(self) -> int:
+        started = time.monotonic()
+        self.say("mTLS revocation authorizer demo: the real lambda_handler on this machine, loopback only")
+        workdir = self.workdir()
+        # The CRL server and the OCSP ports come first: the certificates name them.
+        crl_server = self.start("CRL HTTP server", CRLServer())
+        ocsp_ports = OCSPPorts()
+        crl_paths = {
+            "root": f"/crl/{uuid.uuid4()}.crl",
+            "issuing": f"/crl/{uuid.uuid4()}.crl",
+        }  # Private CA style
+        urls = Urls(
+            root_ocsp=ocsp_ports.url(ocsp_ports.root),
+            issuing_ocsp=ocsp_ports.url(ocsp_ports.issuing),
+            root_crl=crl_server.url(crl_paths["root"]),
+            issuing_crl=crl_server.url(crl_paths["issuing"]),
+        )
+
+        self.say("\n[1/4] throwaway PKI with the openssl CLI (openssl genpkey / req / ca)")
+        issuers = build_pki(workdir, urls)
+        clients = self.describe_pki(issuers, urls)
+        ocsp_issuer, crl_issuer = issuers[Shape.OCSP], issuers[Shape.CRL]
+
+        self.say("\n[2/4] loopback servers")
+        responders = [
+            self.start(
+                f"openssl ocsp ({ca.common_name})",
+                OCSPResponder(ca, signer, workdir, nmin=1, port=port),
+            )
+            for ca, signer, port in (
+                (ocsp_issuer.issuing, ocsp_issuer.responder, ocsp_ports.issuing),
+                (ocsp_issuer.root, None, ocsp_ports.root),
+            )
+        ]
+        for responder in responders:
+            signer = "delegated responder" if responder.signer_cert != responder.ca.cert_path else "the CA"
+            self.say(
+                f"  openssl ocsp -index {responder.ca.index} -port {responder.port} -nmin 1 "
+                f"(signed by {signer}; pid {responder.pid})"
+            )
+        crl_server.publish(crl_paths["root"], crl_issuer.root.crl_der())
+        crl_server.publish(crl_paths["issuing"], crl_issuer.issuing.crl_der())
+        self.say(f"  CRL HTTP server on 127.0.0.1:{crl_server.port}: 2 DER CRLs, nextUpdate in 1 h")
+        s3 = self.start("S3 (moto)", S3Server(REGION))
+        self.configure(s3.endpoint, workdir)
+        version = s3.upload_truststore(BUCKET, KEY, (workdir / "truststore.pem").read_bytes())
+        os.environ["TRUSTSTORE_VERSION"] = version  # pinned, as production should
+        self.say(f"  S3 (moto) at {s3.endpoint}: versioned bucket {BUCKET}, {KEY} = the 6 CA certificates")
+        self.say(f"  env: TRUSTSTORE_BUCKET={BUCKET} TRUSTSTORE_KEY={KEY}")
+        self.say(f"       TRUSTSTORE_VERSION={version} (the uploaded VersionId, pinned)")
+        self.say("       FETCH_BLOCKED_NETWORKS='' because the demo's OCSP responders and CRL server listen")
+        self.say("       on 127.0.0.1, which the default blocklist refuses (keep the default in production)")
+        from authorizer import app  # after the environment is set: Powertools reads it at import
+
+        if self.hold > 0:
+            self.say(f"  holding {self.hold:g} s with the servers up (Ctrl-C stops and cleans up)")
+            time.sleep(self.hold)
+
+        self.say("\n[3/4] round 1: app.reset() -> new container (caches empty)")
+        app.reset()
+        for client in clients:
+            self.invoke(app.lambda_handler, "before", client.label, client.issued.pem, client.expected_before)
+        invalid = ("Deny", "invalid_request")
+        self.invoke(app.lambda_handler, "before", "no-certificate", None, invalid)
+        self.invoke(app.lambda_handler, "before", "garbage-pem", GARBAGE_PEM, invalid)
+
+        self.say("\n[4/4] revoking live")
+        for client in clients:
+            if client.revoke:
+                client.issuer.issuing.revoke(client.issued)
+                ca = client.issuer.issuing.common_name
+                self.say(f"  {ca}: openssl ca -revoke {client.issued.cert_path.name}")
+                if client.issuer.shape is Shape.OCSP:
+                    status = responders[0].wait_for_status(client.issued, "revoked")
+                    self.say(f"    OCSP: the responder reloaded index.txt and now answers {status!r}")
+                else:
+                    crl_server.publish(crl_paths["issuing"], client.issuer.issuing.crl_der())
+                    self.say("    CRL: openssl ca -gencrl; the new CRL replaced the served file")
+        self.say("  warm container (no reset) answers from its cached good data until that data expires:")
+        self.say("    OCSP at nextUpdate (1 min here), CRL at nextUpdate (1 h here), both at most")
+        self.say("    REVOCATION_CACHE_MAX_AGE_SECONDS (3600 by default)")
+        for client in clients:
+            if client.revoke:
+                self.invoke(
+                    app.lambda_handler, "warm", client.label, client.issued.pem, client.expected_before
+                )
+        self.say("  round 2: app.reset() -> new container (caches empty)")
+        app.reset()
+        for client in clients:
+            self.invoke(app.lambda_handler, "after", client.label, client.issued.pem, client.expected_after)
+
+        self.say("\nResults. ms: the whole lambda_handler call; a container's first call also loads")
+        self.say("truststore.pem from S3, a source's first use fetches it, later calls use the caches.")
+        for name, text in PHASES.items():
+            self.say(f"  {name:<6} = {text}")
+        self.say("")
+        self.say(format_table(self.rows))
+        good = sum(row.ok for row in self.rows)
+        elapsed = time.monotonic() - started
+        self.say(f"\n{good}/{len(self.rows)} decisions as expected; demo ran in {elapsed:.1f} s")
+        return 0 if good == len(self.rows) else 1
+
+    def describe_pki(self, issuers: dict[Shape, Issuer], urls: Urls) -> list[Client]:
+        """Print what was made; the clients the rounds ask about, two per issuer."""
+        revocation = {
+            Shape.PRIVATE: ["client certs carry no AIA and no CDP"],
+            Shape.OCSP: [
+                f"client certs: AIA OCSP {urls.issuing_ocsp}",
+                "  (openssl ocsp; delegated responder cert with OCSPSigning EKU)",
+                f"issuing CA: AIA OCSP {urls.root_ocsp} (openssl ocsp, signed by the root)",
+            ],
+            Shape.CRL: [
+                f"client certs: CDP {urls.issuing_crl}",
+                f"issuing CA: CDP {urls.root_crl}",
+                "  (like AWS Private CA: openssl ca -gencrl, served in DER)",
+            ],
+        }
+        clients: list[Client] = []
+        for shape, issuer in issuers.items():
+            self.say(
+                f"  {issuer.root.common_name} ({issuer.root.key_type.upper()}) -> "
+                f"{issuer.issuing.common_name} ({issuer.issuing.key_type.upper()})"
+            )
+            for line in revocation[shape]:
+                self.say(f"      {line}")
+            for issued in issuer.clients:
+                # One client of each revocation-publishing issuer is revoked between the rounds.
+                revoke = shape is not Shape.PRIVATE and issued is issuer.clients[REVOKED_CLIENT[shape]]
+                label = f"{shape.value}-{issued.key_type}" + ("*" if revoke else "")
+                clients.append(Client(label, issued, issuer, revoke))
+                self.say(
+                    f"    {label:<14} CN={issued.name}, {issued.key_type.upper()}, EKU clientAuth, "
+                    f"serial {issued.serial_hex()}"
+                )
+        self.say("  * revoked live between the rounds")
+        return clients
+
+    def configure(self, endpoint: str, workdir: Path) -> None:
+        """The Lambda's environment, pointed at the loopback servers (restored on exit)."""
+        env = {
+            "AWS_ENDPOINT_URL_S3": endpoint,
+            "AWS_ACCESS_KEY_ID": "demo",
+            "AWS_SECRET_ACCESS_KEY": "demo",
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_REGION": REGION,
+            "AWS_CONFIG_FILE": str(workdir / "no-aws-config"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(workdir / "no-aws-credentials"),
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "TRUSTSTORE_BUCKET": BUCKET,
+            "TRUSTSTORE_KEY": KEY,
+            "TRUSTSTORE_VERSION": "",  # set once the truststore is uploaded
+            "FETCH_BLOCKED_NETWORKS": "",
+            "POWERTOOLS_LOG_LEVEL": "WARNING",
+            "LOG_LEVEL": "WARNING",
+            "POWERTOOLS_METRICS_DISABLED": "true",
+            "POWERTOOLS_METRICS_NAMESPACE": "MtlsAuthorizerDemo",
+        }
+        self.stack.enter_context(patched_environ(env))
+
+    def invoke(
+        self,
+        handler: Callable[[Any, Any], dict[str, Any]],
+        phase: str,
+        label: str,
+        pem: str | None,
+        expected: tuple[str, str],
+    ) -> None:
+        from authorizer.sample_events import http_event, rest_event
+
+        for fmt in FORMATS:
+            event = (rest_event if fmt == "REST" else http_event)(pem if pem != GARBAGE_PEM else None)
+            if pem == GARBAGE_PEM:
+                event = with_cert_pem(event, pem)
+            began = time.perf_counter()
+            response = handler(event, FakeLambdaContext())
+            ms = (time.perf_counter() - began) * 1000
+            decision, reason, source = outcome(response)
+            self.rows.append(Row(phase, label, fmt, decision, reason, source, ms, expected))
+
+
+class OCSPPorts:
+    """The responders' ports, chosen before the certificates that name them are made."""
+
+    def __init__(self) -> None:
+        from demo.servers import free_port
+
+        self.root = free_port()
+        self.issuing = free_port()
+        while self.issuing == self.root:
+            self.issuing = free_port()
+
+    @staticmethod
+    def url(port: int) -> str:
+        return f"http://127.0.0.1:{port}/"
+
+
+def with_cert_pem(event: dict[str, Any], pem: str) -> dict[str, Any]:
+    """``event`` with a client certificate block whose PEM is ``pem`` (which need not parse)."""
+    cert = {
+        "clientCertPem": pem,
+        "subjectDN": "CN=garbage",
+        "issuerDN": "CN=garbage",
+        "serialNumber": "00",
+        "validity": {"notBefore": "Jan  1 00:00:00 2025 GMT", "notAfter": "Jan  1 00:00:00 2035 GMT"},
+    }
+    context = event["requestContext"]
+    if event.get("version") == "2.0":
+        context["authentication"] = {"clientCert": cert}
+    else:
+        context["identity"]["clientCert"] = cert
+    return event
+
+
+def outcome(response: dict[str, Any]) -> tuple[str, str, str]:
+    """(Allow|Deny, context.reason, context.revocationSource) of an authorizer response."""
+    if "isAuthorized" in response:
+        allow = response["isAuthorized"] is True
+    else:
+        statements = response["policyDocument"]["Statement"]
+        allow = bool(statements) and all(s["Effect"] == "Allow" for s in statements)
+    context = response.get("context") or {}
+    return (
+        "Allow" if allow else "Deny",
+        str(context.get("reason", "-")),
+        str(context.get("revocationSource", "-")),
+    )
+
+
+def format_table(rows: list[Row]) -> str:
+    cells = [COLUMNS, *(row.cells() for row in rows)]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(COLUMNS))]
+    right = {COLUMNS.index("ms")}
+    lines = []
+    for n, line in enumerate(cells):
+        lines.append(
+            "  ".join(
+                c.rjust(w) if i in right else c.ljust(w)
+                for i, (c, w) in enumerate(zip(line, widths, strict=True))
+            ).rstrip()
+        )
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def patched_environ(values: dict[str, str]) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)  # unwinds through the cleanup like Ctrl-C does
+
+
+def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--hold",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="after starting the servers, wait this long before the first round (to query them by hand)",
+    )
+    args = parser.parse_args(argv)
+    out = out or sys.stdout
+    stack = contextlib.ExitStack()
+    atexit.register(stack.close)  # a second line of defence; closing twice is harmless
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return Demo(stack, out, args.hold).run()
+    except KeyboardInterrupt:
+        _cleanup(stack)
+        print("interrupted: everything the demo started was stopped and removed", file=out, flush=True)
+        return 130
+    finally:
+        _cleanup(stack)
+        signal.signal(signal.SIGTERM, previous)
+        atexit.unregister(stack.close)
+
+
+def _cleanup(stack: contextlib.ExitStack) -> None:
+    """Stop and remove everything; a second Ctrl-C or a SIGTERM meanwhile must not cut it short."""
+    handlers = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        stack.close()
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
