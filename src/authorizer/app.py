@@ -290,8 +290,12 @@ def _emit_metrics(decision: Decision, duration_ms: float) -> None:
         metrics.add_metric(name="DecisionLatency", unit=MetricUnit.Milliseconds, value=duration_ms)
         stats = decision.stats
         if stats is not None:
-            metrics.add_metric(name="CacheHit", unit=MetricUnit.Count, value=stats.cache_hits)
-            metrics.add_metric(name="CacheMiss", unit=MetricUnit.Count, value=stats.cache_misses)
+            # Zero counts are left out: each metric costs time on the warm path, and a missing
+            # data point reads as zero in CloudWatch's sum statistics.
+            if stats.cache_hits:
+                metrics.add_metric(name="CacheHit", unit=MetricUnit.Count, value=stats.cache_hits)
+            if stats.cache_misses:
+                metrics.add_metric(name="CacheMiss", unit=MetricUnit.Count, value=stats.cache_misses)
             if stats.fetch_failures:
                 metrics.add_metric(
                     name="FetchFailure", unit=MetricUnit.Count, value=len(stats.fetch_failures)

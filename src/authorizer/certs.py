@@ -6,6 +6,7 @@ Both are parsed from the same DER once, here.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -31,26 +32,26 @@ class Cert:
     asn1: asn1_x509.Certificate = field(repr=False)
     fingerprint: str  # SHA-256 of the DER, lowercase hex
 
-    @property
+    @functools.cached_property
     def serial_hex(self) -> str:
         return format(self.crypto.serial_number, "x")
 
-    @property
+    @functools.cached_property
     def subject(self) -> str:
         return self.crypto.subject.rfc4514_string()
 
-    @property
+    @functools.cached_property
     def issuer(self) -> str:
         return self.crypto.issuer.rfc4514_string()
 
-    @property
+    @functools.cached_property
     def is_ca(self) -> bool:
         try:
             return self.crypto.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
         except x509.ExtensionNotFound:
             return False
 
-    @property
+    @functools.cached_property
     def is_self_signed(self) -> bool:
         if self.crypto.issuer != self.crypto.subject:
             return False

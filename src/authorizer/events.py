@@ -19,6 +19,7 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
 )
 
 MAX_ARN_LENGTH = 1600  # API Gateway's own limit on methodArn
+MAX_POLICY_RESOURCE = 512  # IAM's limit on one policy Resource
 
 
 class EventFormat(enum.Enum):
@@ -71,5 +72,9 @@ def _arn(read: Callable[[], Any]) -> APIGatewayRouteArn | None:
         return None
     parsed: APIGatewayRouteArn | None = _guarded(lambda: parse_api_gateway_arn(value))
     if parsed is None or not all((parsed.region, parsed.aws_account_id, parsed.api_id, parsed.stage)):
+        return None
+    stage_resource = f"arn:{parsed.partition}:execute-api:{parsed.region}:{parsed.aws_account_id}:"
+    stage_resource += f"{parsed.api_id}/{parsed.stage}/*/*"
+    if len(stage_resource) > MAX_POLICY_RESOURCE:  # no valid policy could name this stage
         return None
     return parsed

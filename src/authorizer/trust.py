@@ -8,15 +8,20 @@ validation; revocation is left to revocation.py, so the validator never fetches 
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from pyhanko_certvalidator import CertificateValidator, ValidationContext
+from pyhanko_certvalidator.path import ValidationPath
 from pyhanko_certvalidator.policy_decl import (
     CertRevTrustPolicy,
     RevocationCheckingPolicy,
     RevocationCheckingRule,
 )
+from pyhanko_certvalidator.registry import CertificateRegistry, SimpleTrustManager
 
 from .certs import Cert
 from .truststore import Truststore
@@ -48,12 +53,33 @@ class CertPath:
         return list(zip(self.certs[:-1], self.certs[1:], strict=True))
 
 
+@functools.lru_cache(maxsize=4)
+def _pyhanko_trust(truststore: Truststore) -> tuple[SimpleTrustManager, CertificateRegistry]:
+    """The validator's view of a truststore, built once per truststore (it only looks certificates up)."""
+    return (
+        SimpleTrustManager.build(trust_roots=[anchor.asn1 for anchor in truststore.anchors]),
+        CertificateRegistry.build([cert.asn1 for cert in truststore.intermediates]),
+    )
+
+
+_loop: asyncio.AbstractEventLoop | None = None
+
+
+def _run(coroutine: Coroutine[Any, Any, ValidationPath]) -> ValidationPath:
+    """Run the validator's coroutine on one long-lived loop: asyncio.run costs ~1 ms per call."""
+    global _loop
+    if _loop is None or _loop.is_closed():
+        _loop = asyncio.new_event_loop()
+    return _loop.run_until_complete(coroutine)
+
+
 def validate_path(leaf: Cert, truststore: Truststore, moment: datetime, skew_seconds: float) -> CertPath:
     """Validate signatures, validity dates and CA constraints up to an anchor; raises Untrusted."""
+    trust_manager, registry = _pyhanko_trust(truststore)
     # The validation moment is fixed when the context is built, so each validation gets its own.
     context = ValidationContext(
-        trust_roots=[anchor.asn1 for anchor in truststore.anchors],
-        other_certs=[cert.asn1 for cert in truststore.intermediates],
+        trust_manager=trust_manager,
+        certificate_registry=registry,
         moment=moment,
         allow_fetching=False,
         revinfo_policy=_NO_REVOCATION,
@@ -62,7 +88,7 @@ def validate_path(leaf: Cert, truststore: Truststore, moment: datetime, skew_sec
     validator = CertificateValidator(leaf.asn1, validation_context=context)
     try:
         # No key usage is demanded beyond what RFC 5280 path validation itself requires.
-        path = asyncio.run(validator.async_validate_usage(key_usage=set()))  # type: ignore[no-untyped-call]
+        path = _run(validator.async_validate_usage(key_usage=set()))  # type: ignore[no-untyped-call]
     except Exception as exc:
         raise Untrusted(type(exc).__name__ + (f": {exc}" if str(exc) else "")) from exc
     known = {cert.der: cert for cert in (leaf, *truststore.anchors, *truststore.intermediates)}
