@@ -23,7 +23,7 @@ lint: $(STAMP)
 # Benchmark (not a test): the authorizer vs. the proof of concept on 10k/100k/1M-entry CRLs and OCSP, on loopback
 # servers started and stopped by the script. Report: stdout and benchmarks/results.md. `make bench BENCH_ARGS=--quick`.
 bench: $(STAMP)
-	PYTHONPATH=src $(PY) benchmarks/run.py $(BENCH_ARGS)
+	@PYTHONPATH=src $(PY) benchmarks/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis

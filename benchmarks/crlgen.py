@@ -52,7 +52,7 @@ def signed_crl(
     crl_number: int = 1,
 ) -> bytes:
     """A complete DER CRL by `issuer_cert` revoking `serials`."""
-    if isinstance(issuer_key, rsa.RSAPrivateKey):
+    if isinstance(issuer_key, rsa.RSAPrivateKey):  # noqa: SIM108
         algorithm = "sha256_rsa"
     else:
         algorithm = "sha256_ecdsa"

@@ -68,8 +68,9 @@ def cert_from_der(der: bytes) -> Cert:
     try:
         crypto = x509.load_der_x509_certificate(der)
         asn1 = asn1_x509.Certificate.load(der)
-        # Touch the parts the validator reads so a malformed body fails here, not mid-validation.
-        _ = crypto.extensions, crypto.subject, crypto.issuer, asn1["tbs_certificate"]["subject"].native
+        # cryptography parses the whole DER strictly; touching the extensions and names makes a
+        # malformed body fail here (invalid_request), not mid-validation.
+        _ = crypto.extensions, crypto.subject, crypto.issuer, asn1["tbs_certificate"]
     except Exception as exc:
         raise InvalidCertificate(f"not an X.509 certificate: {type(exc).__name__}") from exc
     return Cert(der=der, crypto=crypto, asn1=asn1, fingerprint=hashlib.sha256(der).hexdigest())

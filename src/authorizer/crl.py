@@ -139,7 +139,8 @@ def lookup(
 
 
 def _to_der(data: bytes) -> bytes:
-    if pem.detect(data):
+    # A DER CRL starts with a SEQUENCE tag; only then is a (possibly huge) body not scanned for PEM.
+    if data[:1] != b"\x30" and pem.detect(data):
         try:
             label, _, der = pem.unarmor(data)
         except ValueError as exc:
