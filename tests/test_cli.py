@@ -114,3 +114,16 @@ def test_module_entry_point_runs(files: Path, world: World) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["type"] == "REQUEST"
+
+
+def test_installed_console_script(files: Path, world: World) -> None:
+    script = Path(sys.executable).parent / "mtls-authorizer"  # installed by `make` (pip install -e .)
+    leaf = world.leaf("cli-script", crl=True)
+    result = subprocess.run(
+        [str(script), "check", "--cert", write(files, leaf), "--truststore", str(files / "truststore.pem")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Decision: Allow" in result.stdout

@@ -66,3 +66,29 @@ def test_invalid_requests_are_counted(configure: Configure, capsys: pytest.Captu
     assert (
         document["Denied"] == 1 and document["Reason_invalid_request"] == 1 and document["Source_none"] == 1
     )
+
+
+@pytest.mark.parametrize(
+    ("env", "traced"),
+    [({}, False), ({"AWS_LAMBDA_FUNCTION_NAME": "f", "POWERTOOLS_TRACE_DISABLED": "false"}, True)],
+)
+def test_tracing_only_when_switched_on(env: dict[str, str], traced: bool) -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    probe = (
+        "import sys; import authorizer.app as app; "
+        "print(hasattr(app.decide, '__wrapped__'), 'aws_xray_sdk' in sys.modules)"
+    )
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_LAMBDA", "POWERTOOLS_TRACE"))}
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        env={**base, "PYTHONPATH": str(root / "src"), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.stdout.split() == [str(traced), str(traced)], result.stderr

@@ -158,7 +158,7 @@ def test_function_basics(
     assert parameters["Architecture"]["Default"] == "arm64"
     assert sorted(parameters["Architecture"]["AllowedValues"]) == ["arm64", "x86_64"]
     assert authorizer["MemorySize"] == {"Ref": "MemorySize"}
-    assert str(parameters["MemorySize"]["Default"]) == "1024"
+    assert str(parameters["MemorySize"]["Default"]) == "1769"
     assert authorizer["Tracing"] == {"Fn::If": ["TracingEnabled", "Active", "PassThrough"]}
     assert "Condition" not in resources["AuthorizerFunction"]
 
