@@ -26,6 +26,7 @@ from .settings import Depth, FetchPolicy, RevocationPolicy
 from .trust import CertPath
 
 MAX_CRLS = 64
+SourceKey = tuple[str, ...]  # ("ocsp", issuer fingerprint, serial) or ("crl", issuer fingerprint, *urls)
 MAX_OCSP_ANSWERS = 20_000
 MAX_DECISIONS = 20_000
 _WORKERS = 8
@@ -34,6 +35,7 @@ _WORKERS = 8
 @dataclass(frozen=True, eq=False)
 class CrlEntry:
     index: crl.CrlIndex
+    url: str  # the distribution point URL that served it (its validators belong to that URL)
     fetched_at: datetime
     etag: str = ""
     last_modified: str = ""
@@ -57,7 +59,6 @@ class PathResult:
     verdicts: tuple[CertVerdict, ...]  # one per checked certificate, leaf first
     fresh_until: datetime
     stats: Stats
-    from_cache: bool = False
 
 
 class RevocationChecker:
@@ -75,9 +76,10 @@ class RevocationChecker:
         self._backoff = timedelta(seconds=backoff_seconds)
         self._max_age = timedelta(seconds=policy.max_age_seconds)
         self._now = now
-        self._crls: ExpiringCache[tuple[str, str], CrlEntry] = ExpiringCache(MAX_CRLS)
-        self._ocsp: ExpiringCache[tuple[str, int], Answer] = ExpiringCache(MAX_OCSP_ANSWERS)
-        self._failures: ExpiringCache[tuple[str, ...], Answer] = ExpiringCache(MAX_OCSP_ANSWERS)
+        # All keyed by a source's key (see _LinkPlan): what was fetched, from where, for which issuer.
+        self._crls: ExpiringCache[SourceKey, CrlEntry] = ExpiringCache(MAX_CRLS)
+        self._ocsp: ExpiringCache[SourceKey, Answer] = ExpiringCache(MAX_OCSP_ANSWERS)
+        self._failures: ExpiringCache[SourceKey, Answer] = ExpiringCache(MAX_OCSP_ANSWERS)
         self._decisions: ExpiringCache[tuple[str, str], tuple[CertVerdict, ...]] = ExpiringCache(
             MAX_DECISIONS
         )
@@ -89,14 +91,14 @@ class RevocationChecker:
         cached = self._decisions.peek(decision_key)
         if cached is not None and cached[0] > now:
             held = cached[1]
-            return PathResult(path_verdict(held), held, cached[0], Stats(cache_hits=1), from_cache=True)
+            return PathResult(path_verdict(held), held, cached[0], Stats(cache_hits=1))
 
         stats = Stats()
         links = path.links()
         if self._policy.depth is Depth.LEAF:
             links = links[:1]
         plans = [_LinkPlan.of(cert, issuer) for cert, issuer in links]
-        jobs: dict[tuple[str, ...], concurrent.futures.Future[tuple[object, float]]] = {}
+        jobs: dict[SourceKey, concurrent.futures.Future[tuple[object, float]]] = {}
         for plan in plans:
             for key, job in self._jobs_for(plan, now, stats, deadline):
                 if key not in jobs:
@@ -121,20 +123,18 @@ class RevocationChecker:
 
     def _jobs_for(
         self, plan: _LinkPlan, now: datetime, stats: Stats, deadline: float
-    ) -> list[tuple[tuple[str, ...], Callable[[], object]]]:
-        jobs: list[tuple[tuple[str, ...], Callable[[], object]]] = []
+    ) -> list[tuple[SourceKey, Callable[[], object]]]:
+        jobs: list[tuple[SourceKey, Callable[[], object]]] = []
         if plan.ocsp_urls:
             key = plan.ocsp_key
-            if self._ocsp.get(
-                (plan.issuer.fingerprint, plan.cert.crypto.serial_number), now
-            ) or self._failures.get(key, now):
+            if self._ocsp.get(key, now) or self._failures.get(key, now):
                 stats.cache_hits += 1
             else:
                 stats.cache_misses += 1
                 jobs.append((key, functools.partial(self._fetch_ocsp, plan, deadline)))
         for point in plan.crl_points:
             key = plan.crl_key(point)
-            if self._crls.get((point.urls[0], plan.issuer.fingerprint), now) or self._failures.get(key, now):
+            if self._crls.get(key, now) or self._failures.get(key, now):
                 stats.cache_hits += 1
             else:
                 stats.cache_misses += 1
@@ -171,10 +171,10 @@ class RevocationChecker:
         self, plan: _LinkPlan, point: crl.DistributionPoint, deadline: float
     ) -> CrlEntry | _Failure:
         failure = _Failure("crl", "no distribution point")
-        previous = self._crls.peek((point.urls[0], plan.issuer.fingerprint))
+        previous = self._crls.peek(plan.crl_key(point))
         for url in point.urls:
             headers: dict[str, str] = {}
-            old = previous[1] if previous and url == point.urls[0] else None
+            old = previous[1] if previous and previous[1].url == url else None
             if old and old.etag:
                 headers["If-None-Match"] = old.etag
             if old and old.last_modified:
@@ -184,10 +184,11 @@ class RevocationChecker:
                     Request(url, max_bytes=self._fetch_policy.max_crl_bytes, headers=headers), deadline
                 )
                 if response.status == 304 and old is not None:
-                    return CrlEntry(old.index, self._now(), old.etag, old.last_modified)
+                    return CrlEntry(old.index, url, self._now(), old.etag, old.last_modified)
                 index = crl.parse_and_verify(response.body, plan.issuer)
                 return CrlEntry(
                     index,
+                    url,
                     self._now(),
                     response.headers.get("etag", ""),
                     response.headers.get("last-modified", ""),
@@ -203,8 +204,8 @@ class RevocationChecker:
     def _answer(
         self,
         plan: _LinkPlan,
-        source_key: tuple[str, ...],
-        finished: dict[tuple[str, ...], object],
+        source_key: SourceKey,
+        finished: dict[SourceKey, object],
         now: datetime,
         stats: Stats,
     ) -> Answer:
@@ -224,9 +225,8 @@ class RevocationChecker:
         return self._crl_answer(plan, source_key, result, now, stats)
 
     def _ocsp_answer(
-        self, plan: _LinkPlan, key: tuple[str, ...], result: object, now: datetime, stats: Stats
+        self, plan: _LinkPlan, key: SourceKey, result: object, now: datetime, stats: Stats
     ) -> Answer:
-        cache_key = (plan.issuer.fingerprint, plan.cert.crypto.serial_number)
         if isinstance(result, Answer):
             stats.fetches += 1
             if result.status is Status.UNKNOWN:
@@ -234,26 +234,25 @@ class RevocationChecker:
                 self._failures.put(key, answer, answer.fresh_until)
                 return answer
             answer = _capped(result, now + self._max_age)
-            self._ocsp.put(cache_key, answer, answer.fresh_until)
+            self._ocsp.put(key, answer, answer.fresh_until)
             return answer
         return (
-            self._ocsp.get(cache_key, now)
+            self._ocsp.get(key, now)
             or self._held_fallback(plan, key, now)
             or self._failures.get(key, now)
             or _timed_out(Source.OCSP, now, stats)
         )
 
     def _crl_answer(
-        self, plan: _LinkPlan, key: tuple[str, ...], result: object, now: datetime, stats: Stats
+        self, plan: _LinkPlan, key: SourceKey, result: object, now: datetime, stats: Stats
     ) -> Answer:
         point = plan.point_for(key)
-        cache_key = (point.urls[0], plan.issuer.fingerprint)
         if isinstance(result, CrlEntry):
             stats.fetches += 1
-            self._crls.put(cache_key, result, self._crl_expiry(result))
+            self._crls.put(key, result, self._crl_expiry(result))
             entry: CrlEntry | None = result
         else:
-            entry = self._crls.get(cache_key, now)
+            entry = self._crls.get(key, now)
             if entry is None:
                 return (
                     self._held_fallback(plan, key, now)
@@ -267,12 +266,12 @@ class RevocationChecker:
             return Answer(Status.UNAVAILABLE, Source.CRL, now + self._backoff, f"crl {point.urls[0]}: {exc}")
         return _capped(answer, entry.fetched_at + self._max_age)
 
-    def _held_fallback(self, plan: _LinkPlan, key: tuple[str, ...], now: datetime) -> Answer | None:
+    def _held_fallback(self, plan: _LinkPlan, key: SourceKey, now: datetime) -> Answer | None:
         """When a refresh failed, data already held serves while it is still valid: until its
         nextUpdate, or past it within REVOCATION_STALE_GRACE_SECONDS (such uses are flagged stale)."""
         try:
             if key[0] == "ocsp":
-                held_answer = self._ocsp.peek((plan.issuer.fingerprint, plan.cert.crypto.serial_number))
+                held_answer = self._ocsp.peek(key)
                 if held_answer is None or held_answer[1].this_update is None:
                     return None
                 old = held_answer[1]
@@ -280,21 +279,16 @@ class RevocationChecker:
                 return Answer(
                     old.status, old.source, until, old.detail, stale, old.this_update, old.next_update
                 )
-            point = plan.point_for(key)
-            held_crl = self._crls.peek((point.urls[0], plan.issuer.fingerprint))
+            held_crl = self._crls.peek(key)
             if held_crl is None:
                 return None
-            return crl.lookup(held_crl[1].index, plan.cert, point, now, self._policy)
+            return crl.lookup(held_crl[1].index, plan.cert, plan.point_for(key), now, self._policy)
         except (crl.CRLError, StaleData):
             return None
 
     def _crl_expiry(self, entry: CrlEntry) -> datetime:
         next_update = entry.index.next_update or entry.index.this_update
         return min(next_update, entry.fetched_at + self._max_age)
-
-    def clear(self) -> None:
-        for cache in (self._crls, self._ocsp, self._failures, self._decisions):
-            cache.clear()
 
 
 @dataclass(frozen=True)
@@ -310,7 +304,7 @@ _NOT_RUN = object()
 class _LinkPlan:
     cert: Cert
     issuer: Cert
-    ocsp_urls: tuple[str, ...]
+    ocsp_urls: SourceKey
     crl_points: tuple[crl.DistributionPoint, ...]
     crl_unusable: bool
 
@@ -320,16 +314,16 @@ class _LinkPlan:
         return cls(cert, issuer, ocsp.responder_urls(cert), points, unusable)
 
     @property
-    def ocsp_key(self) -> tuple[str, ...]:
+    def ocsp_key(self) -> SourceKey:
         return ("ocsp", self.issuer.fingerprint, str(self.cert.crypto.serial_number))
 
-    def crl_key(self, point: crl.DistributionPoint) -> tuple[str, ...]:
+    def crl_key(self, point: crl.DistributionPoint) -> SourceKey:
         return ("crl", self.issuer.fingerprint, *point.urls)
 
-    def point_for(self, key: tuple[str, ...]) -> crl.DistributionPoint:
+    def point_for(self, key: SourceKey) -> crl.DistributionPoint:
         return next(p for p in self.crl_points if self.crl_key(p) == key)
 
-    def source_keys(self) -> list[tuple[str, ...]]:
+    def source_keys(self) -> list[SourceKey]:
         keys = [self.ocsp_key] if self.ocsp_urls else []
         return (
             keys + [self.crl_key(p) for p in self.crl_points] + ([("unusable",)] if self.crl_unusable else [])
@@ -340,7 +334,7 @@ class _LinkPlan:
         return sources + ([Source.CRL] if self.crl_points or self.crl_unusable else [])
 
 
-def _source(key: tuple[str, ...]) -> Source:
+def _source(key: SourceKey) -> Source:
     return Source.OCSP if key[0] == "ocsp" else Source.CRL
 
 
@@ -356,14 +350,14 @@ def _timed_out(source: Source, now: datetime, stats: Stats) -> Answer:
 
 
 def _wait(
-    jobs: dict[tuple[str, ...], concurrent.futures.Future[tuple[object, float]]],
+    jobs: dict[SourceKey, concurrent.futures.Future[tuple[object, float]]],
     deadline: float,
     stats: Stats,
-) -> dict[tuple[str, ...], object]:
+) -> dict[SourceKey, object]:
     """Results of the jobs that finished by the deadline; the rest are abandoned, never awaited."""
     if jobs:
         concurrent.futures.wait(jobs.values(), timeout=max(0.0, deadline - time.monotonic()))
-    finished: dict[tuple[str, ...], object] = {}
+    finished: dict[SourceKey, object] = {}
     for key, future in jobs.items():
         if future.done() and not future.cancelled():
             error = future.exception()
