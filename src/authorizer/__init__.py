@@ -6,4 +6,5 @@ Where things happen:
 - revocation.py  decides revocation: OCSP and CRL answers combined by the policy
 - responses.py   shapes the IAM policy or simple response
 - app.py         the Lambda entry point that wires them together
+- observability.py  logs, metrics and tracing (Powertools)
 """

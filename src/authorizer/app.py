@@ -9,21 +9,18 @@ State that outlives an invocation (settings, truststore, revocation caches) live
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
-
 from .cache import ExpiringCache
 from .certs import Cert, InvalidCertificate, load_client_cert
 from .events import AuthorizerRequest, EventFormat, parse_event
 from .fetch import Fetcher
 from .model import CertVerdict, Reason, Source
+from .observability import emit_metrics, logger, traced
 from .policy import allows
 from .responses import ContextValue, build_response
 from .revocation import RevocationChecker, Stats
@@ -31,17 +28,9 @@ from .settings import Settings
 from .trust import CertPath, Untrusted, validate_path
 from .truststore import S3TruststoreLoader, Truststore, TruststoreError
 
-SERVICE = "mtls-authorizer"
 _LAMBDA_MARGIN_SECONDS = 0.5  # leave time to answer before Lambda's own timeout
 _TRUSTSTORE_RETRY_SECONDS = 10.0
 MAX_CACHED_PATHS = 20_000
-
-# Powertools' own variables (POWERTOOLS_SERVICE_NAME, POWERTOOLS_METRICS_NAMESPACE) override these defaults.
-logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME") or SERVICE)
-metrics = Metrics(
-    namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "MtlsAuthorizer",
-    service=os.environ.get("POWERTOOLS_SERVICE_NAME") or SERVICE,
-)
 
 
 def _utcnow() -> datetime:
@@ -228,19 +217,7 @@ def decide(request: AuthorizerRequest, runtime: Runtime, deadline: float) -> Dec
     )
 
 
-def _traced(function: Callable[..., Decision]) -> Callable[..., Decision]:
-    """X-Ray tracing of the decision, only where it is switched on (POWERTOOLS_TRACE_DISABLED=false in
-    Lambda). The X-Ray SDK costs ~350 ms of imports, so it is not even imported otherwise."""
-    enabled = os.environ.get("POWERTOOLS_TRACE_DISABLED", "true").lower() in ("false", "0")
-    if not enabled or "AWS_LAMBDA_FUNCTION_NAME" not in os.environ:
-        return function
-    from aws_lambda_powertools import Tracer
-
-    tracer = Tracer(service=os.environ.get("POWERTOOLS_SERVICE_NAME") or SERVICE)
-    return tracer.capture_method(capture_response=False)(function)
-
-
-decide = _traced(decide)
+decide = traced(decide)
 
 
 def _deadline(started: float, settings: Settings, context: Any) -> float:
@@ -251,6 +228,15 @@ def _deadline(started: float, settings: Settings, context: Any) -> float:
     except (AttributeError, TypeError, ValueError):
         pass
     return started + budget
+
+
+def _take_cold_start() -> bool:
+    """True once per runtime (container): for the first decision it makes."""
+    runtime = _runtime
+    if runtime is None or not runtime.cold:
+        return False
+    runtime.cold = False
+    return True
 
 
 def _respond(
@@ -267,19 +253,11 @@ def _respond(
             revocationSource=decision.source.value,
         )
     duration_ms = round((time.monotonic() - started) * 1000, 3)
-    _log_decision(request, decision, answer, duration_ms, context)
-    _emit_metrics(decision, duration_ms)
-    return build_response(request, decision.allow, cert.subject if cert else "", answer, simple)
-
-
-def _log_decision(
-    request: AuthorizerRequest, decision: Decision, answer: dict[str, ContextValue], ms: float, context: Any
-) -> None:
     fields: dict[str, Any] = {
         "decision": "Allow" if decision.allow else "Deny",
         **{k: v for k, v in answer.items() if k != "certSubject"},
         "format": request.format.value,
-        "durationMs": ms,
+        "durationMs": duration_ms,
         "requestId": getattr(context, "aws_request_id", None),
     }
     if decision.detail:
@@ -291,34 +269,7 @@ def _log_decision(
             fetchFailures=decision.stats.fetch_failures,
         )
     logger.info("decision", extra=fields)
-
-
-def _emit_metrics(decision: Decision, duration_ms: float) -> None:
-    runtime = _runtime
-    try:
-        if runtime is not None and runtime.cold:
-            runtime.cold = False
-            metrics.add_metric(name="ColdStart", unit=MetricUnit.Count, value=1)
-        metrics.add_metric(name="Allowed" if decision.allow else "Denied", unit=MetricUnit.Count, value=1)
-        metrics.add_metric(name=f"Reason_{decision.reason.value}", unit=MetricUnit.Count, value=1)
-        metrics.add_metric(name=f"Source_{decision.source.value}", unit=MetricUnit.Count, value=1)
-        metrics.add_metric(name="DecisionLatency", unit=MetricUnit.Milliseconds, value=duration_ms)
-        stats = decision.stats
-        if stats is not None:
-            # Zero counts are left out: each metric costs time on the warm path, and a missing
-            # data point reads as zero in CloudWatch's sum statistics.
-            if stats.cache_hits:
-                metrics.add_metric(name="CacheHit", unit=MetricUnit.Count, value=stats.cache_hits)
-            if stats.cache_misses:
-                metrics.add_metric(name="CacheMiss", unit=MetricUnit.Count, value=stats.cache_misses)
-            if stats.fetch_failures:
-                metrics.add_metric(
-                    name="FetchFailure", unit=MetricUnit.Count, value=len(stats.fetch_failures)
-                )
-            for kind in stats.fetch_failures:
-                metrics.add_metric(name=f"FetchFailure_{kind}", unit=MetricUnit.Count, value=1)
-            for ms in stats.fetch_ms:
-                metrics.add_metric(name="FetchLatency", unit=MetricUnit.Milliseconds, value=ms)
-        metrics.flush_metrics()
-    except Exception:  # metrics must never change a decision
-        logger.exception("could not emit metrics")
+    emit_metrics(
+        decision.allow, decision.reason, decision.source, decision.stats, duration_ms, _take_cold_start()
+    )
+    return build_response(request, decision.allow, cert.subject if cert else "", answer, simple)
