@@ -6,6 +6,10 @@ generous upper bounds that separate "bounded by the budget" from "waited for the
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import socketserver
+import threading
 import time
 from typing import Any
 
@@ -170,3 +174,82 @@ def test_cold_start_s3_failure_denies_untrusted_with_a_clear_log_line(
     errors = [r for r in caplog.records if r.getMessage() == "truststore could not be read"]
     assert len(errors) == 1  # retried only after a back-off, and said once
     assert "missing/truststore.pem" in errors[0].error
+
+
+def test_s3_that_never_answers_is_bounded_by_the_budget(
+    configure: Configure, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    leaf = world.leaf("s3-hangs", crl=True)
+    authz = configure(AUTHORIZER_BUDGET_SECONDS="1")
+    world.http.hang("/hanging-bucket")  # S3 path-style requests: /{bucket}/{key}
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", world.http.base_url)
+    monkeypatch.setenv("TRUSTSTORE_BUCKET", "hanging-bucket")
+    authz.reset()
+    decision, seconds = timed(lambda: authz.check("rest", leaf))
+    decision.expect(False, "untrusted", leaf)
+    assert seconds < 5
+
+
+class Relay:
+    """A TCP relay on loopback to `upstream` that can be switched to accept and never answer."""
+
+    def __init__(self, upstream: tuple[str, int], hang_seconds: float) -> None:
+        self.upstream, self.hanging, self.hang_seconds = upstream, False, hang_seconds
+        self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def _handler(self) -> type[socketserver.BaseRequestHandler]:
+        relay = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                if relay.hanging:
+                    time.sleep(relay.hang_seconds)
+                    return
+                with socket.create_connection(relay.upstream) as upstream:
+                    pipe = threading.Thread(target=_copy, args=(upstream, self.request), daemon=True)
+                    pipe.start()
+                    _copy(self.request, upstream)
+                    pipe.join(SLOW)
+
+        return Handler
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def _copy(source: socket.socket, target: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while data := source.recv(65536):
+            target.sendall(data)
+    with contextlib.suppress(OSError):
+        target.shutdown(socket.SHUT_WR)
+
+
+def test_slow_refresh_keeps_serving_the_last_good_truststore(
+    configure: Configure, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    from urllib.parse import urlsplit
+
+    leaf = world.leaf("s3-slow-refresh", crl=True)
+    authz = configure(
+        key="slow/truststore.pem", TRUSTSTORE_REFRESH_SECONDS="0", AUTHORIZER_BUDGET_SECONDS="1"
+    )
+    moto = urlsplit(os.environ["AWS_ENDPOINT_URL_S3"])
+    relay = Relay((moto.hostname or "127.0.0.1", moto.port or 80), hang_seconds=3)
+    try:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", relay.url)
+        authz.reset()
+        authz.check("rest", leaf).expect(True, "good", leaf, "crl")
+        relay.hanging = True  # every refresh from now on hangs
+        decision, seconds = timed(lambda: authz.check("v2", leaf))
+        decision.expect(True, "good", leaf, "crl")
+        assert seconds < 2.5  # the budget, not the 3 s the refresh hangs
+    finally:
+        relay.hanging = False
+        time.sleep(4)  # let the background refresh finish (its retry now reaches S3) before closing
+        relay.close()

@@ -38,7 +38,7 @@ def _utcnow() -> datetime:
 
 
 class TruststoreProvider(Protocol):
-    def get(self) -> Truststore: ...
+    def get(self, deadline: float | None = None) -> Truststore: ...
 
 
 @dataclass
@@ -188,7 +188,7 @@ def decide(request: AuthorizerRequest, runtime: Runtime, deadline: float) -> Dec
     except InvalidCertificate as exc:
         return Decision(Reason.INVALID_REQUEST, False, detail=str(exc))
     try:
-        truststore = runtime.truststore.get()
+        truststore = runtime.truststore.get(deadline)
     except TruststoreError as exc:
         return Decision(Reason.UNTRUSTED, False, cert, detail=str(exc))
     try:

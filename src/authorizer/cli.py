@@ -32,7 +32,7 @@ EXIT_ALLOW, EXIT_DENY, EXIT_USAGE = 0, 1, 2
 class StaticTruststore:
     truststore: Truststore
 
-    def get(self) -> Truststore:
+    def get(self, deadline: float | None = None) -> Truststore:
         return self.truststore
 
 

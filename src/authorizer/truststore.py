@@ -6,6 +6,8 @@ checked for revocation like the leaf (the proof of concept made them all anchors
 
 from __future__ import annotations
 
+import concurrent.futures
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -75,31 +77,47 @@ class S3TruststoreLoader:
         on_error: Callable[[str], None] = lambda _: None,
     ) -> None:
         self._bucket, self._key, self._version = bucket, key, version
-        self._refresh, self._retry = refresh_seconds, retry_seconds
+        self._refresh_seconds, self._retry = refresh_seconds, retry_seconds
         self._client_factory = client_factory
         self._client: Any = None
         self._clock = clock
         self._on_load, self._on_error = on_load, on_error
+        self._lock = threading.Lock()
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="truststore")
+        self._pending: concurrent.futures.Future[Truststore] | None = None
         self._current: Truststore | None = None
         self._next_check = 0.0
         self._last_error = ""
 
-    def get(self) -> Truststore:
-        """The truststore to use now; raises TruststoreError when none could ever be loaded."""
+    def get(self, deadline: float | None = None) -> Truststore:
+        """The truststore to use now; raises TruststoreError when none could be loaded (by `deadline`,
+        a time.monotonic() value: a slow S3 read goes on in the background for later requests)."""
         now = self._clock()
         if self._current is not None and (self._version or now < self._next_check):
             return self._current
         if self._current is None and now < self._next_check:
             raise TruststoreError(self._last_error)
+        with self._lock:
+            if self._pending is None or self._pending.done():
+                self._pending = self._executor.submit(self._reload, now)
+            pending = self._pending
+        try:
+            return pending.result(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        except concurrent.futures.TimeoutError:
+            if self._current is not None:  # a slow refresh never holds up requests: keep the last good
+                return self._current
+            raise TruststoreError("the truststore could not be read within the time budget") from None
+
+    def _reload(self, now: float) -> Truststore:
         try:
             loaded = self._load_if_changed()
             if loaded is not self._current:
                 self._on_load(loaded)
             self._current = loaded
-            self._next_check = now + self._refresh
+            self._next_check = now + self._refresh_seconds
         except Exception as exc:
             self._last_error = _describe(exc, self._bucket, self._key, self._version)
-            self._next_check = now + (self._refresh if self._current else self._retry)
+            self._next_check = now + (self._refresh_seconds if self._current else self._retry)
             self._on_error(self._last_error + ("; keeping the last good truststore" if self._current else ""))
             if self._current is None:
                 raise TruststoreError(self._last_error) from exc
