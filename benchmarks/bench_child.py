@@ -62,13 +62,13 @@ def current_rss_mb() -> float:
 
 
 class Counts:
-    """Requests the loopback HTTP server has seen, read from its /__stats path (never counted)."""
+    """Requests the loopback HTTP server has answered, read with a POST to its stats path (never counted)."""
 
     def __init__(self, url: str) -> None:
         self._url = url
 
     def snapshot(self) -> dict[str, int]:
-        with urllib.request.urlopen(self._url, timeout=10) as response:
+        with urllib.request.urlopen(self._url, data=b"", timeout=10) as response:
             data: dict[str, int] = json.loads(response.read())
             return data
 

@@ -4,7 +4,8 @@
 
 Everything is built at run time and torn down at the end: a root CA → issuing CAs → leaves PKI,
 genuinely signed CRLs (crlgen.signed_crl) served by a counting loopback HTTP server (ETag → 304),
-OpenSSL's OCSP responder behind that server's proxy path, and the truststore in moto's S3.
+OpenSSL's OCSP responder behind that server's proxy path, and the truststore in moto's S3. The PKI
+and the servers are the test suite's (tests/pki.py, tests/servers.py).
 Each scenario group runs in its own child process (bench_child.py) so that peak RSS is its own.
 Results: a Markdown report on stdout and in benchmarks/results.md. Progress: stderr.
 """
@@ -13,11 +14,13 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import json
 import logging
 import math
 import os
 import platform
+import random
 import resource
 import shutil
 import signal
@@ -34,15 +37,19 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench_pki import PKI, openssl_index_line, pem, utcnow
-from bench_servers import STATS_PATH, CountingServer, MotoS3, OpenSSLResponder
+# The test suite's PKI and loopback servers, importable as pytest's pythonpath makes them.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
 from crlgen import signed_crl
+from pki import PKI, Credential, pem_bundle, utcnow
+from servers import FixtureHTTPServer, MotoS3, OpenSSLOCSPResponder
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 CHILD = HERE / "bench_child.py"
 RESULTS = HERE / "results.md"
 BUCKET, KEY = "bench-truststore", "truststore.pem"
+STATS_PATH = "/__stats"
 
 Json = dict[str, Any]
 
@@ -169,51 +176,83 @@ class FamilySpec:
 
 @dataclass
 class Fixture:
-    server: CountingServer
+    server: FixtureHTTPServer
     families: list[FamilySpec] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
 
 
+def serve_crl(server: FixtureHTTPServer, path: str, der: bytes) -> str:
+    """Serve a CRL with a strong ETag, so that a refresh past the maximum age is a conditional GET (304)."""
+    etag = '"' + hashlib.sha256(der).hexdigest()[:32] + '"'
+    return server.set(path, der, content_type="application/pkix-crl", etag=etag)
+
+
+def serve_stats(server: FixtureHTTPServer) -> None:
+    """POST STATS_PATH: the server's answers so far as JSON {"<route> <status>": count}, for the children
+    to take deltas around each scenario. Its own requests are left out."""
+
+    def stats(_request: bytes) -> bytes:
+        answers = server.statuses()
+        return json.dumps({f"{p} {s}": n for (p, s), n in answers.items() if p != STATS_PATH}).encode()
+
+    server.respond(STATS_PATH, stats, content_type="application/json")
+
+
+def family_leaves(
+    pki: PKI, ca: Credential, label: str, new: int, **revocation: Any
+) -> tuple[Credential, Credential, list[Credential]]:
+    """A family's good and revoked leaves and `new` more; all share one P-256 key (`revocation`: where
+    to check, `crl_urls=` or `ocsp_url=`)."""
+
+    def leaf(name: str) -> Credential:
+        return pki.leaf(f"bench {label} {name}", ca, key_type="ec", **revocation)
+
+    return leaf("good"), leaf("revoked"), [leaf(f"new {i}") for i in range(new)]
+
+
 def build_fixture(plan: Plan, stack: ExitStack, workdir: Path) -> Fixture:
-    server = CountingServer()
+    server = FixtureHTTPServer()
     stack.callback(server.close)
+    serve_stats(server)
     fixture = Fixture(server)
-    pki = PKI()
+    # RSA-2048 CAs (what AWS Private CA and most private PKIs use); all leaves share one P-256 key.
+    pki = PKI(workdir / "pki")
+    filler = random.Random(2024)  # the revoked serials padding each CRL: random, up to 159 bits
+
+    def serials(count: int) -> list[int]:
+        return [filler.getrandbits(159) | 1 for _ in range(count)]
+
     now = utcnow()
     this_update, next_update = now - dt.timedelta(minutes=5), now + dt.timedelta(days=1)
-    root_pem = pki.root.pem.decode()
-
-    root_crl_url = server.base + "/crl/root.crl"
-    server.add_file(
-        "/crl/root.crl", signed_crl(pki.root.cert, pki.root.key, pki.serials(10), this_update, next_update)
+    root = pki.root("Bench Root CA")
+    root_crl_url = serve_crl(
+        server, "/crl/root.crl", signed_crl(root.cert, root.key, serials(10), this_update, next_update)
     )
-    truststore = [pki.root.pem]
+    cas = []
 
     for label, entries in plan.sizes:
         progress(f"PKI and a signed {entries:,}-entry CRL for family {label}")
-        ca = pki.issuing_ca(f"CRL {label}", root_crl_url)
-        truststore.append(ca.pem)
+        ca = pki.intermediate(f"Bench Issuing CA CRL {label}", root, crl_urls=[root_crl_url])
+        cas.append(ca)
         path = f"/crl/{label}.crl"
-        url = server.base + path
-        good = pki.leaf(ca, f"bench {label} good", crl_url=url)
-        revoked = pki.leaf(ca, f"bench {label} revoked", crl_url=url)
-        fresh = [pki.leaf(ca, f"bench {label} new {i}", crl_url=url) for i in range(plan.new)]
-        serials = pki.serials(entries - 1)
-        serials.insert(len(serials) // 2, revoked.serial_number)  # mid-list: no lucky early hit in a scan
+        url = server.url(path)
+        good, revoked, fresh = family_leaves(pki, ca, label, plan.new, crl_urls=[url])
+        filler_serials = serials(entries - 1)
+        filler_serials.insert(len(filler_serials) // 2, revoked.serial)  # mid-list: no lucky early hit
         started = time.perf_counter()
-        der = signed_crl(ca.cert, ca.key, serials, this_update, next_update)
-        del serials
+        der = signed_crl(ca.cert, ca.key, filler_serials, this_update, next_update)
+        del filler_serials
         progress(f"  CRL {label}: {len(der) / 1e6:.1f} MB in {time.perf_counter() - started:.1f} s")
-        server.add_file(path, der)
+        serve_crl(server, path, der)
         fixture.families.append(
             FamilySpec(
                 label,
                 "crl",
-                root_pem,
-                ca.pem.decode(),
-                pem(good),
-                pem(revoked),
-                [pem(c) for c in fresh],
+                root.pem,
+                ca.pem,
+                good.pem,
+                revoked.pem,
+                [c.pem for c in fresh],
                 entries,
                 len(der),
                 path,
@@ -222,29 +261,24 @@ def build_fixture(plan: Plan, stack: ExitStack, workdir: Path) -> Fixture:
         )
 
     progress("PKI and OpenSSL OCSP responder for the OCSP family")
-    ca = pki.issuing_ca("OCSP", root_crl_url)
-    truststore.append(ca.pem)
-    ocsp_url = server.base + "/ocsp"
-    good = pki.leaf(ca, "bench ocsp good", ocsp_url=ocsp_url)
-    revoked = pki.leaf(ca, "bench ocsp revoked", ocsp_url=ocsp_url)
-    fresh = [pki.leaf(ca, f"bench ocsp new {i}", ocsp_url=ocsp_url) for i in range(plan.new)]
-    index = [openssl_index_line(c) for c in (good, *fresh)]
-    index.append(openssl_index_line(revoked, now - dt.timedelta(hours=1)))
-    ca_pem_path, ca_key_path = ca.write(workdir, "ocsp-ca")
-    responder = OpenSSLResponder(workdir / "ocsp", ca_pem_path, ca_key_path, index, nmin=60)
+    ca = pki.intermediate("Bench Issuing CA OCSP", root, crl_urls=[root_crl_url])
+    cas.append(ca)
+    ocsp_url = server.url("/ocsp")
+    good, revoked, fresh = family_leaves(pki, ca, "ocsp", plan.new, ocsp_url=ocsp_url)
+    responder = OpenSSLOCSPResponder(workdir, "bench", ca, ca, nmin=60)
     stack.callback(responder.close)
-    server.add_proxy("/ocsp", responder.port)
+    responder.set_statuses([good, *fresh], "good")
+    responder.set_status(revoked, "revoked")
+    server.proxy("/ocsp", responder.url)
     fixture.families.append(
-        FamilySpec(
-            "OCSP", "ocsp", root_pem, ca.pem.decode(), pem(good), pem(revoked), [pem(c) for c in fresh]
-        )
+        FamilySpec("OCSP", "ocsp", root.pem, ca.pem, good.pem, revoked.pem, [c.pem for c in fresh])
     )
 
     progress("moto S3 with a versioned truststore bucket")
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
-    moto = MotoS3()
+    moto = MotoS3(BUCKET)
     stack.callback(moto.close)
-    version = moto.upload_truststore(BUCKET, KEY, b"".join(truststore))
+    version = moto.put(KEY, pem_bundle([root, *cas]))
     fixture.env = child_env(workdir, moto.endpoint, version)
     return fixture
 
@@ -278,7 +312,7 @@ def child_env(workdir: Path, s3_endpoint: str, version: str) -> dict[str, str]:
 # ------------------------------------------------------------------------------------------------ children
 def run_child(spec: Json, fixture: Fixture, workdir: Path, name: str, timeout: float = 300) -> Json:
     spec_path, out_path = workdir / f"{name}.spec.json", workdir / f"{name}.out.json"
-    spec = {**spec, "stats_url": fixture.server.base + STATS_PATH, "out": str(out_path)}
+    spec = {**spec, "stats_url": fixture.server.url(STATS_PATH), "out": str(out_path)}
     spec_path.write_text(json.dumps(spec))
     started = time.perf_counter()
     subprocess.run(

@@ -17,7 +17,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -68,13 +68,14 @@ class FixtureHTTPServer:
     Paths are configured with ``set`` (static body/status), ``respond`` (body computed from the request body,
     for OCSP POSTs), ``proxy`` (forward to another loopback URL, e.g. an OpenSSL responder, so that every
     request is counted here) and ``hang`` (accept and never answer until teardown). Unknown paths give 404.
-    Every request is counted per path.
+    Every request is counted per path, and every answer per route and status (``statuses``).
     """
 
     def __init__(self) -> None:
         self._routes: dict[str, Route] = {}
         self._counts: Counter[str] = Counter()
         self._not_modified: Counter[str] = Counter()
+        self._statuses: Counter[tuple[str, int]] = Counter()
         self._lock = threading.Lock()
         self._release = threading.Event()
         server = self
@@ -110,6 +111,7 @@ class FixtureHTTPServer:
                 if route.etag is not None and self.headers.get("If-None-Match") == route.etag:
                     with server._lock:
                         server._not_modified[path] += 1
+                    server._answered(path, 304)
                     self.send_response(304)
                     self.send_header("ETag", route.etag)
                     self.end_headers()
@@ -126,6 +128,7 @@ class FixtureHTTPServer:
                 self._reply(status, payload, content_type)
 
             def _reply(self, status: int, payload: bytes, content_type: str) -> None:
+                server._answered(self.path.split("?", 1)[0], status)
                 self.send_response(status)
                 route = server._lookup(self.path.split("?", 1)[0], count=False)
                 if route is not None and route.etag is not None:
@@ -149,16 +152,24 @@ class FixtureHTTPServer:
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="fixture-http", daemon=True)
         self._thread.start()
 
+    def _route_key(self, path: str) -> str | None:
+        """The route serving ``path`` (the caller holds the lock)."""
+        # Exact match first, then the longest route that is a path prefix (OCSP GET appends the request).
+        if path in self._routes:
+            return path
+        prefixes = [p for p in self._routes if path.startswith(p.rstrip("/") + "/")]
+        return max(prefixes, key=len) if prefixes else None
+
     def _lookup(self, path: str, count: bool = True) -> Route | None:
         with self._lock:
-            # Exact match first, then the longest route that is a path prefix (OCSP GET appends the request).
-            key = path if path in self._routes else None
-            if key is None:
-                prefixes = [p for p in self._routes if path.startswith(p.rstrip("/") + "/")]
-                key = max(prefixes, key=len) if prefixes else None
+            key = self._route_key(path)
             if count:
                 self._counts[key or path] += 1
             return self._routes.get(key) if key else None
+
+    def _answered(self, path: str, status: int) -> None:
+        with self._lock:
+            self._statuses[(self._route_key(path) or path, status)] += 1
 
     def url(self, path: str) -> str:
         return f"{self.base_url}{path}"
@@ -219,6 +230,14 @@ class FixtureHTTPServer:
         with self._lock:
             return self._not_modified[path]
 
+    def statuses(self) -> dict[tuple[str, int], int]:
+        """How many answers each (route, status) got; unknown paths count under their own path (404).
+
+        Hung requests and trickled answers are not included: they never get a status line of their own.
+        """
+        with self._lock:
+            return dict(self._statuses)
+
     def total_requests(self) -> int:
         with self._lock:
             return sum(self._counts.values())
@@ -227,6 +246,7 @@ class FixtureHTTPServer:
         with self._lock:
             self._counts.clear()
             self._not_modified.clear()
+            self._statuses.clear()
 
     def close(self) -> None:
         self._release.set()
@@ -350,18 +370,23 @@ class OpenSSLOCSPResponder:
 
     def set_status(self, cert: Credential, status: str) -> None:
         """``status``: ``good`` (V), ``revoked`` (R) or ``unknown`` (absent from the index)."""
-        expiry = self._time(cert.cert.not_valid_after_utc)
-        serial = cert.serial_hex if len(cert.serial_hex) % 2 == 0 else "0" + cert.serial_hex
-        subject = "/" + "/".join(a.rfc4514_string() for a in cert.cert.subject)
-        if status == "good":
-            self._entries[cert.serial] = f"V\t{expiry}\t\t{serial}\tunknown\t{subject}"
-        elif status == "revoked":
-            revoked_at = self._time(utcnow())
-            self._entries[cert.serial] = f"R\t{expiry}\t{revoked_at}\t{serial}\tunknown\t{subject}"
-        elif status == "unknown":
-            self._entries.pop(cert.serial, None)
-        else:
+        self.set_statuses([cert], status)
+
+    def set_statuses(self, certs: Iterable[Credential], status: str) -> None:
+        """``set_status`` for many certificates at once, with a single index rewrite and reload."""
+        if status not in ("good", "revoked", "unknown"):
             raise ValueError(status)
+        revoked_at = self._time(utcnow())
+        for cert in certs:
+            expiry = self._time(cert.cert.not_valid_after_utc)
+            serial = cert.serial_hex if len(cert.serial_hex) % 2 == 0 else "0" + cert.serial_hex
+            subject = "/" + "/".join(a.rfc4514_string() for a in cert.cert.subject)
+            if status == "good":
+                self._entries[cert.serial] = f"V\t{expiry}\t\t{serial}\tunknown\t{subject}"
+            elif status == "revoked":
+                self._entries[cert.serial] = f"R\t{expiry}\t{revoked_at}\t{serial}\tunknown\t{subject}"
+            else:
+                self._entries.pop(cert.serial, None)
         self._write_index()
         self._flush()
 

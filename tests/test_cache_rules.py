@@ -69,16 +69,39 @@ def crl_leaf(world: World) -> tuple[str, Credential]:
     return path, world.leaf("crl-cache", crl_urls=[url])
 
 
+def held_crl_leaf(
+    world: World, clock: Clock, authz: Authorizer, *, hours: float = 1, profile: str = "rest"
+) -> tuple[str, Credential]:
+    """A leaf whose (empty) CRL is published for ``hours`` and already checked once: the CRL is held."""
+    path, leaf = crl_leaf(world)
+    publish_crl(world, clock, path, [], hours=hours)
+    expect_good(world, authz, path, leaf, profile=profile)
+    return path, leaf
+
+
+def expect_good(
+    world: World,
+    authz: Authorizer,
+    path: str,
+    leaf: Credential,
+    *,
+    fetches: int | None = None,
+    profile: str = "rest",
+) -> None:
+    """``leaf`` is allowed as good by its CRL; with ``fetches``, the CRL has been fetched that often."""
+    authz.check(profile, leaf).expect(True, "good", leaf, "crl")
+    if fetches is not None:
+        assert world.http.requests(path) == fetches
+
+
 # ---------------------------------------------------------------------------------------------- CRL
 def test_crl_is_fetched_once_and_reused_until_next_update(
     world: World, clock: Clock, authorizer: Callable[..., Authorizer]
 ) -> None:
     authz = authorizer()
-    path, leaf = crl_leaf(world)
+    path, leaf = held_crl_leaf(world, clock, authz)
     sibling = world.leaf("crl-sibling", crl_urls=[world.http.url(path)])
-    publish_crl(world, clock, path, [])
-    authz.check("rest", leaf).expect(True, "good", leaf, "crl")
-    authz.check("rest", leaf).expect(True, "good", leaf, "crl")  # seen before: decision cache
+    expect_good(world, authz, path, leaf)  # seen before: decision cache
     authz.check("v2", sibling).expect(True, "good", sibling, "crl")  # new certificate, same CRL: index
     assert world.http.requests(path) == 1
 
@@ -87,23 +110,19 @@ def test_crl_is_fetched_once_and_reused_until_next_update(
     assert world.http.requests(path) == 1
     clock.advance(2)  # past nextUpdate: the CRL must be fetched again
     publish_crl(world, clock, path, [])
-    authz.check("rest", leaf).expect(True, "good", leaf, "crl")
-    assert world.http.requests(path) == 2
+    expect_good(world, authz, path, leaf, fetches=2)
 
 
 def test_crl_expires_at_the_maximum_age_before_next_update(
     world: World, clock: Clock, authorizer: Callable[..., Authorizer]
 ) -> None:
     authz = authorizer(max_age=600)
-    path, leaf = crl_leaf(world)
-    publish_crl(world, clock, path, [], hours=24)
-    authz.check("rest", leaf).expect(True, "good", leaf, "crl")
+    path, leaf = held_crl_leaf(world, clock, authz, hours=24)
     clock.advance(599)
     authz.check("rest", leaf)
     assert world.http.requests(path) == 1
     clock.advance(2)
-    authz.check("rest", leaf).expect(True, "good", leaf, "crl")
-    assert world.http.requests(path) == 2
+    expect_good(world, authz, path, leaf, fetches=2)
 
 
 def test_crl_refresh_is_conditional(
@@ -114,23 +133,30 @@ def test_crl_refresh_is_conditional(
     world.http.set(
         path, world.pki.crl(world.ica, [], next_update=clock.now + dt.timedelta(days=1)), etag='"v1"'
     )
-    authz.check("rest", leaf).expect(True, "good", leaf, "crl")
+    expect_good(world, authz, path, leaf)
     clock.advance(601)
-    authz.check("rest", leaf).expect(True, "good", leaf, "crl")
-    assert world.http.requests(path) == 2
+    expect_good(world, authz, path, leaf, fetches=2)
     assert world.http.not_modified(path) == 1  # answered 304: the index was kept, not re-downloaded
+
+
+def test_valid_crl_keeps_serving_when_a_max_age_refresh_fails(
+    world: World, clock: Clock, authorizer: Callable[..., Authorizer]
+) -> None:
+    authz = authorizer(max_age=600)
+    path, leaf = held_crl_leaf(world, clock, authz, hours=24)
+    world.http.set(path, b"down", status=503)
+    clock.advance(601)
+    expect_good(world, authz, path, leaf, fetches=2)  # still before its nextUpdate
 
 
 def test_newly_revoking_crl_takes_effect_once_the_old_one_expires(
     world: World, clock: Clock, authorizer: Callable[..., Authorizer]
 ) -> None:
     authz = authorizer()
-    path, leaf = crl_leaf(world)
-    publish_crl(world, clock, path, [])
-    authz.check("v2", leaf).expect(True, "good", leaf, "crl")
+    path, leaf = held_crl_leaf(world, clock, authz, profile="v2")
     clock.advance(1800)
     publish_crl(world, clock, path, [leaf])  # revoked now, but the held CRL is still fresh
-    authz.check("v2", leaf).expect(True, "good", leaf, "crl")
+    expect_good(world, authz, path, leaf, profile="v2")
     clock.advance(1801)
     authz.check("v2", leaf).expect(False, "revoked", leaf, "crl")
     authz.check("rest", leaf).expect(False, "revoked", leaf, "crl")
@@ -148,21 +174,7 @@ def test_crl_failure_is_held_only_for_the_backoff(
     assert world.http.requests(path) == 1  # within the back-off: not asked again
     publish_crl(world, clock, path, [])
     clock.advance(BACKOFF)
-    authz.check("rest", leaf).expect(True, "good", leaf, "crl")
-    assert world.http.requests(path) == 2
-
-
-def test_valid_crl_keeps_serving_when_a_max_age_refresh_fails(
-    world: World, clock: Clock, authorizer: Callable[..., Authorizer]
-) -> None:
-    authz = authorizer(max_age=600)
-    path, leaf = crl_leaf(world)
-    publish_crl(world, clock, path, [], hours=24)
-    authz.check("rest", leaf).expect(True, "good", leaf, "crl")
-    world.http.set(path, b"down", status=503)
-    clock.advance(601)
-    authz.check("rest", leaf).expect(True, "good", leaf, "crl")  # still before its nextUpdate
-    assert world.http.requests(path) == 2
+    expect_good(world, authz, path, leaf, fetches=2)
 
 
 @pytest.mark.parametrize(("grace", "past", "expected"), [(0, 1, False), (600, 300, True), (600, 601, False)])
@@ -176,9 +188,7 @@ def test_stale_crl_is_used_only_within_the_grace(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     authz = authorizer(grace=grace)
-    path, leaf = crl_leaf(world)
-    publish_crl(world, clock, path, [])
-    authz.check("rest", leaf).expect(True, "good", leaf, "crl")
+    path, leaf = held_crl_leaf(world, clock, authz)
     world.http.set(path, b"down", status=503)
     clock.advance(3600 + past)
     caplog.clear()
