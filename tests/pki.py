@@ -269,8 +269,12 @@ class PKI:
         not_after: dt.datetime | None = None,
         ca: bool = False,
         issuer_name: x509.Name | None = None,
+        extensions: Iterable[x509.ExtensionType] = (),
     ) -> Credential:
-        """A client certificate: keyUsage digitalSignature (+ keyEncipherment for RSA), EKU clientAuth."""
+        """A client certificate: keyUsage digitalSignature (+ keyEncipherment for RSA), EKU clientAuth.
+
+        ``extensions``: more (non-critical) extensions, e.g. a hand-made CRLDistributionPoints.
+        """
         usage = key_usage(digital_signature=True, key_encipherment=key_type == "rsa")
         slug = re.sub(r"[^a-z0-9]+", "-", common_name.lower()).strip("-") or "client"
         return self.issue(
@@ -285,13 +289,30 @@ class PKI:
             usage=usage,
             ekus=[ExtendedKeyUsageOID.CLIENT_AUTH],
             issuer_name=issuer_name,
-            extra_extensions=[x509.SubjectAlternativeName([x509.DNSName(f"{slug}.clients.example.test")])],
+            extra_extensions=[
+                x509.SubjectAlternativeName([x509.DNSName(f"{slug}.clients.example.test")]),
+                *extensions,
+            ],
         )
 
     def ocsp_responder(
-        self, common_name: str, issuer: Credential, *, ocsp_signing_eku: bool = True
+        self,
+        common_name: str,
+        issuer: Credential,
+        *,
+        ocsp_signing_eku: bool = True,
+        nocheck: bool | None = None,
+        not_before: dt.datetime | None = None,
+        not_after: dt.datetime | None = None,
+        crl_urls: Sequence[str] = (),
     ) -> Credential:
-        """A delegated OCSP responder (issued by ``issuer``), with or without the OCSPSigning EKU."""
+        """A delegated OCSP responder (issued by ``issuer``), with or without the OCSPSigning EKU.
+
+        ``nocheck``: carry id-pkix-ocsp-nocheck (default: when it has the EKU); ``not_before``/``not_after``:
+        its validity (default: as ``issue``); ``crl_urls``: a CRL distribution point for its own revocation.
+        """
+        if nocheck is None:
+            nocheck = ocsp_signing_eku
         return self.issue(
             common_name,
             issuer=issuer,
@@ -301,7 +322,10 @@ class PKI:
             ekus=[ExtendedKeyUsageOID.OCSP_SIGNING]
             if ocsp_signing_eku
             else [ExtendedKeyUsageOID.CLIENT_AUTH],
-            extra_extensions=[x509.OCSPNoCheck()] if ocsp_signing_eku else [],
+            extra_extensions=[x509.OCSPNoCheck()] if nocheck else [],
+            not_before=not_before,
+            not_after=not_after,
+            crl_urls=crl_urls,
         )
 
     # ----------------------------------------------------------------------------- CRLs
@@ -316,8 +340,12 @@ class PKI:
         issuer_name: x509.Name | None = None,
         idp: x509.IssuingDistributionPoint | None = None,
         crl_number: int = 1,
+        entries: Iterable[x509.RevokedCertificate] = (),
     ) -> bytes:
-        """A DER CRL by ``issuer`` (fresh by default), listing ``revoked`` (credentials or serials)."""
+        """A DER CRL by ``issuer`` (fresh by default), listing ``revoked`` (credentials or serials).
+
+        ``entries``: ready-made entries (with entry extensions, say), listed after ``revoked`` in order.
+        """
         now = utcnow()
         builder = (
             x509.CertificateRevocationListBuilder()
@@ -339,6 +367,8 @@ class PKI:
                 .revocation_date(now - dt.timedelta(hours=1))
                 .build()
             )
+        for revoked_certificate in entries:
+            builder = builder.add_revoked_certificate(revoked_certificate)
         crl = builder.sign(signing_key or issuer.key, hashes.SHA256())
         return crl.public_bytes(serialization.Encoding.DER)
 

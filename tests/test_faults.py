@@ -128,7 +128,9 @@ def test_redirect_to_another_scheme_is_refused(configure: Configure, world: Worl
     configure().check("rest", leaf).expect(False, "revocation_unavailable", leaf, "crl")
 
 
-def test_non_http_sources_count_as_not_declared(configure: Configure, world: World) -> None:
+def test_non_http_sources_count_as_declared_but_unusable(configure: Configure, world: World) -> None:
+    """RFC 5280 4.2.1.13 / 4.2.2.1: a CDP or OCSP pointer this checker cannot fetch (ldap://, file://)
+    still declares revocation information, so there is no answer (not "no info"), and nothing is fetched."""
     leaf = world.leaf(
         "ldap-only",
         ocsp_url="ldap://ldap.example.com/ocsp",
@@ -136,7 +138,7 @@ def test_non_http_sources_count_as_not_declared(configure: Configure, world: Wor
         issuer=world.private_ica,
     )
     authz = configure()
-    authz.check("rest", leaf).expect(True, "no_revocation_info", leaf, "none")
+    authz.check("rest", leaf).expect(False, "revocation_unavailable", leaf)
     assert world.http.total_requests() == 0
 
 

@@ -7,7 +7,7 @@ signature validator checks the signature over the response's to-be-signed bytes 
 from __future__ import annotations
 
 import os
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from asn1crypto import ocsp as asn1_ocsp
 from cryptography import x509
@@ -15,7 +15,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
-from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, OCSPExtensionOID
 from pyhanko_certvalidator.sig_validate import DefaultSignatureValidator
 
 from .certs import Cert, cert_from_der
@@ -31,19 +31,38 @@ class OCSPError(ValueError):
     """The response gives no verified answer."""
 
 
-def responder_urls(cert: Cert) -> tuple[str, ...]:
-    """The http(s) OCSP responders the certificate's AIA names; other schemes count as not declared."""
+# Extensions this checker understands (RFC 6960 section 4.4); any other critical one refuses the response.
+_KNOWN_RESPONSE_EXTENSIONS = frozenset({OCSPExtensionOID.NONCE})
+# None: a singleExtension (CRL references, archive cutoff, ...) changes nothing this checker does, so a
+# critical one asks for handling it does not have.
+_KNOWN_SINGLE_EXTENSIONS: frozenset[str] = frozenset()
+
+
+def responders(cert: Cert) -> tuple[tuple[str, ...], bool]:
+    """The http(s) OCSP responders the certificate's AIA names, and whether it names OCSP
+    responders none of which this checker can use (ldap://, a directoryName, ...).
+
+    RFC 5280 section 4.2.2.1: an OCSP access description declares that OCSP is available; one that
+    cannot be fetched is declared but unusable, not absent.
+    """
     try:
         aia = cert.crypto.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
     except x509.ExtensionNotFound:
-        return ()
-    return tuple(
-        desc.access_location.value
-        for desc in aia
-        if desc.access_method == AuthorityInformationAccessOID.OCSP
-        and isinstance(desc.access_location, x509.UniformResourceIdentifier)
-        and is_http_url(desc.access_location.value)
+        return (), False
+    locations = [
+        desc.access_location for desc in aia if desc.access_method == AuthorityInformationAccessOID.OCSP
+    ]
+    urls = tuple(
+        location.value
+        for location in locations
+        if isinstance(location, x509.UniformResourceIdentifier) and is_http_url(location.value)
     )
+    return urls, bool(locations) and not urls
+
+
+def responder_urls(cert: Cert) -> tuple[str, ...]:
+    """The http(s) OCSP responders only (see `responders`)."""
+    return responders(cert)[0]
 
 
 def build_request(cert: Cert, issuer: Cert) -> tuple[bytes, bytes]:
@@ -62,8 +81,13 @@ def build_request(cert: Cert, issuer: Cert) -> tuple[bytes, bytes]:
 
 def verify_response(
     der: bytes, cert: Cert, issuer: Cert, now: datetime, policy: RevocationPolicy, nonce: bytes | None = None
-) -> Answer:
-    """Check a DER OCSP response about `cert` issued by `issuer`; raises OCSPError or StaleData only."""
+) -> tuple[Answer, Cert | None]:
+    """Check a DER OCSP response about `cert` issued by `issuer`; raises OCSPError or StaleData only.
+
+    Returns the answer and the delegated responder certificate whose own revocation the caller must
+    still check (RFC 6960 section 4.2.2.2.1), or None when the CA signed the response itself or
+    the responder certificate carries id-pkix-ocsp-nocheck.
+    """
     try:
         return _verify_response(der, cert, issuer, now, policy, nonce)
     except (OCSPError, StaleData):
@@ -74,7 +98,7 @@ def verify_response(
 
 def _verify_response(
     der: bytes, cert: Cert, issuer: Cert, now: datetime, policy: RevocationPolicy, nonce: bytes | None
-) -> Answer:
+) -> tuple[Answer, Cert | None]:
     try:
         response = ocsp.load_der_ocsp_response(der)
     except Exception as exc:  # malformed input may raise more than ValueError
@@ -82,7 +106,8 @@ def _verify_response(
     if response.response_status != ocsp.OCSPResponseStatus.SUCCESSFUL:
         raise OCSPError(f"responder said {response.response_status.name.lower()}")
     signer = _authorised_signer(response, issuer, now, policy)
-    _check_signature(der, signer)
+    basic = _check_signature(der, signer)
+    _check_critical_extensions(response, basic)
     _check_nonce(response, nonce)
     single = _single_response_for(response, cert, issuer)
     fresh_until, stale = usable_until(single.this_update_utc, single.next_update_utc, now, policy)
@@ -90,18 +115,38 @@ def _verify_response(
         ocsp.OCSPCertStatus.GOOD: Status.GOOD,
         ocsp.OCSPCertStatus.REVOKED: Status.REVOKED,
     }.get(single.certificate_status, Status.UNKNOWN)
-    return Answer(
+    # certificateHold is the one revocation a later answer may lift (RFC 5280 §5.3.1).
+    hold = status is Status.REVOKED and single.revocation_reason is x509.ReasonFlags.certificate_hold
+    answer = Answer(
         status,
         Source.OCSP,
         fresh_until,
-        f"ocsp {status.value}",
+        "ocsp revoked (certificateHold)" if hold else f"ocsp {status.value}",
         stale,
         single.this_update_utc,
         single.next_update_utc,
+        hold,
     )
+    return answer, None if signer is issuer or _has_nocheck(signer) else signer
 
 
 def _single_response_for(response: ocsp.OCSPResponse, cert: Cert, issuer: Cert) -> ocsp.OCSPSingleResponse:
+    """The SingleResponse the answer rests on: any matching revoked one wins over good ones, a good one
+    only counts when no match is revoked, and otherwise the answer is unknown."""
+    matches = _matching_responses(response, cert, issuer)
+    if not matches:
+        raise OCSPError("no response matches the certificate's CertID")
+    for wanted in (ocsp.OCSPCertStatus.REVOKED, ocsp.OCSPCertStatus.GOOD):
+        for single in matches:
+            if single.certificate_status == wanted:
+                return single
+    return matches[0]
+
+
+def _matching_responses(
+    response: ocsp.OCSPResponse, cert: Cert, issuer: Cert
+) -> list[ocsp.OCSPSingleResponse]:
+    matches = []
     for single in response.responses:
         if single.serial_number != cert.crypto.serial_number:
             continue
@@ -115,8 +160,8 @@ def _single_response_for(response: ocsp.OCSPResponse, cert: Cert, issuer: Cert) 
             expected.issuer_name_hash,
             expected.issuer_key_hash,
         ):
-            return single
-    raise OCSPError("no response matches the certificate's CertID")
+            matches.append(single)
+    return matches
 
 
 def _is_responder(candidate: x509.Certificate, response: ocsp.OCSPResponse) -> bool:
@@ -145,15 +190,16 @@ def _authorised_signer(
             continue
         if ExtendedKeyUsageOID.OCSP_SIGNING not in eku:
             continue
-        try:
-            usable_until(candidate.not_valid_before_utc, candidate.not_valid_after_utc, now, policy)
-        except StaleData:
+        # RFC 6960 section 4.2.2.2: the responder certificate must be valid now. Only the clock skew
+        # applies; the stale grace is about thisUpdate/nextUpdate, never about a signer's validity.
+        skew = timedelta(seconds=policy.clock_skew_seconds)
+        if not candidate.not_valid_before_utc - skew <= now <= candidate.not_valid_after_utc + skew:
             continue
         return cert_from_der(candidate.public_bytes(Encoding.DER))
     raise OCSPError("response is not signed by the issuer or a responder it authorised")
 
 
-def _check_signature(der: bytes, signer: Cert) -> None:
+def _check_signature(der: bytes, signer: Cert) -> asn1_ocsp.BasicOCSPResponse:
     try:
         basic = asn1_ocsp.OCSPResponse.load(der)["response_bytes"]["response"].parsed
         _SIGNATURES.validate_signature(
@@ -164,6 +210,30 @@ def _check_signature(der: bytes, signer: Cert) -> None:
         )
     except Exception as exc:
         raise OCSPError("response signature does not verify") from exc
+    if not isinstance(basic, asn1_ocsp.BasicOCSPResponse):
+        raise OCSPError("response is not a basic OCSP response")
+    return basic
+
+
+def _check_critical_extensions(response: ocsp.OCSPResponse, basic: asn1_ocsp.BasicOCSPResponse) -> None:
+    """RFC 6960 section 4.4: a response with a critical extension this checker does not understand,
+    in responseExtensions or any singleExtensions, is not used."""
+    for ext in response.extensions:
+        if ext.critical and ext.oid not in _KNOWN_RESPONSE_EXTENSIONS:
+            raise OCSPError(f"response has an unsupported critical extension {ext.oid.dotted_string}")
+    for single in basic["tbs_response_data"]["responses"]:
+        unknown = single.critical_extensions - _KNOWN_SINGLE_EXTENSIONS
+        if unknown:
+            raise OCSPError(f"single response has an unsupported critical extension {sorted(unknown)[0]}")
+
+
+def _has_nocheck(responder: Cert) -> bool:
+    """RFC 6960 section 4.2.2.2.1: with id-pkix-ocsp-nocheck the responder's revocation is not checked."""
+    try:
+        responder.crypto.extensions.get_extension_for_class(x509.OCSPNoCheck)
+    except x509.ExtensionNotFound:
+        return False
+    return True
 
 
 def _check_nonce(response: ocsp.OCSPResponse, nonce: bytes | None) -> None:
