@@ -31,13 +31,14 @@ from servers import FixtureHTTPServer, MotoS3, OpenSSLOCSPResponder
 
 Format = Literal["rest", "v1", "v2"]
 REASONS = {"good", "no_revocation_info", "revoked", "revocation_unavailable", "untrusted", "invalid_request"}
-SOURCES = {"ocsp", "crl", "none"}
+SOURCES = {"ocsp", "crl", "denylist", "none"}
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 API_ID = "a1b2c3d4e5"
 STAGE = "prod"
-STAGE_RESOURCE = f"arn:aws:execute-api:{REGION}:{ACCOUNT}:{API_ID}/{STAGE}/*/*"
+# Every route of the stage, HTTP API's `$default` route included (responses.stage_resource).
+STAGE_RESOURCE = f"arn:aws:execute-api:{REGION}:{ACCOUNT}:{API_ID}/{STAGE}/*"
 METHOD_ARN = f"arn:aws:execute-api:{REGION}:{ACCOUNT}:{API_ID}/{STAGE}/GET/pets/42"
 ROUTE_ARN = f"arn:aws:execute-api:{REGION}:{ACCOUNT}:{API_ID}/{STAGE}/GET/pets/42"
 # Must never show up in any log line.
@@ -49,6 +50,7 @@ SETTING_NAMES = (
     "REVOCATION_STALE_GRACE_SECONDS", "REVOCATION_FAILURE_BACKOFF_SECONDS", "FETCH_TIMEOUT_SECONDS",
     "FETCH_BLOCKED_NETWORKS", "MAX_CRL_BYTES", "MAX_OCSP_BYTES", "AUTHORIZER_BUDGET_SECONDS",
     "HTTP_API_SIMPLE_RESPONSES", "CLOCK_SKEW_SECONDS",
+    "REVOCATION_CRL_S3_URI", "CRL_S3_BUCKETS", "REVOCATION_DENYLIST_S3_URI", "REVOCATION_S3_REFRESH_SECONDS",
 )
 
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from asn1crypto import pem
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
 
 MAX_PEM_CHARS = 64 * 1024  # a client certificate is a few KB; refuse anything absurd before parsing
 
@@ -53,15 +54,75 @@ class Cert:
 
     @functools.cached_property
     def is_self_signed(self) -> bool:
+        """Self-signed in RFC 5280's sense (§3.2, §6.1): self-issued and signed by its own key.
+
+        Such a certificate in the truststore is an anchor, trusted by inclusion (§6.1.1): the hash in
+        its self-signature does not matter, and pyhanko never checks an anchor's own signature. So the
+        signature is checked with the key's primitive, not verify_directly_issued_by, which refuses SHA-1
+        and would turn old roots into intermediates (leaving no anchor). A self-issued certificate signed
+        by another key (a key-rollover link, §3.2) fails this check and stays an intermediate.
+        """
         if self.crypto.issuer != self.crypto.subject:
             return False
         try:
-            self.crypto.verify_directly_issued_by(self.crypto)
-        except (ValueError, TypeError, InvalidSignature, x509.UnsupportedGeneralNameType):
+            signed_by_own_key = _signed_by_own_key(self.crypto)
+            if signed_by_own_key is None:  # an algorithm cryptography cannot compute (MD2, MD5, ...)
+                return _key_ids_name_own_key(self.crypto)
+            return signed_by_own_key
+        except Exception:  # never let an odd certificate break the truststore parse
             return False
-        except Exception:  # unsupported key types and the like: not an anchor we can use
-            return False
+
+
+def _signed_by_own_key(cert: x509.Certificate) -> bool | None:
+    """Whether the certificate's signature verifies under its own public key, whatever the hash;
+    None when cryptography cannot check that signature algorithm at all."""
+    try:
+        key = cert.public_key()
+        parameters = cert.signature_algorithm_parameters
+        digest = cert.signature_hash_algorithm
+    except (UnsupportedAlgorithm, ValueError):
+        return None
+    signature, tbs = cert.signature, cert.tbs_certificate_bytes
+    try:
+        if isinstance(key, rsa.RSAPublicKey):
+            if isinstance(parameters, ec.ECDSA):  # an RSA key cannot have made it: another key did
+                return False
+            if not isinstance(parameters, padding.PKCS1v15 | padding.PSS) or digest is None:
+                return None  # e.g. md5WithRSA, for which cryptography gives no padding
+            key.verify(signature, tbs, parameters, digest)
+        elif isinstance(key, ec.EllipticCurvePublicKey):
+            if isinstance(parameters, padding.PKCS1v15 | padding.PSS):
+                return False
+            if not isinstance(parameters, ec.ECDSA):
+                return None
+            key.verify(signature, tbs, parameters)
+        elif isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
+            key.verify(signature, tbs)
+        elif isinstance(key, dsa.DSAPublicKey) and digest is not None:
+            key.verify(signature, tbs, digest)
+        else:
+            return None
+    except InvalidSignature:
+        return False
+    except (UnsupportedAlgorithm, ValueError, TypeError):
+        return None
+    return True
+
+
+def _key_ids_name_own_key(cert: x509.Certificate) -> bool:
+    """Fallback when the self-signature cannot be computed: a root's authorityKeyIdentifier is absent or
+    names its own key (RFC 5280 §4.2.1.1); a rollover link's names the other key."""
+    try:
+        aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    except x509.ExtensionNotFound:
         return True
+    if aki.key_identifier is None:
+        return True
+    try:
+        ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        return False
+    return aki.key_identifier == ski.digest
 
 
 def cert_from_der(der: bytes) -> Cert:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import threading
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -62,15 +63,16 @@ def _pyhanko_trust(truststore: Truststore) -> tuple[SimpleTrustManager, Certific
     )
 
 
-_loop: asyncio.AbstractEventLoop | None = None
+_loops = threading.local()
 
 
 def _run(coroutine: Coroutine[Any, Any, ValidationPath]) -> ValidationPath:
-    """Run the validator's coroutine on one long-lived loop: asyncio.run costs ~1 ms per call."""
-    global _loop
-    if _loop is None or _loop.is_closed():
-        _loop = asyncio.new_event_loop()
-    return _loop.run_until_complete(coroutine)
+    """Run the validator's coroutine on a long-lived loop (asyncio.run costs ~1 ms per call), one per
+    thread: Lambda calls one at a time, a local gateway or a library caller may not."""
+    loop: asyncio.AbstractEventLoop | None = getattr(_loops, "loop", None)
+    if loop is None or loop.is_closed():
+        loop = _loops.loop = asyncio.new_event_loop()
+    return loop.run_until_complete(coroutine)
 
 
 def validate_path(leaf: Cert, truststore: Truststore, moment: datetime, skew_seconds: float) -> CertPath:
@@ -91,9 +93,12 @@ def validate_path(leaf: Cert, truststore: Truststore, moment: datetime, skew_sec
         path = _run(validator.async_validate_usage(key_usage=set()))  # type: ignore[no-untyped-call]
     except Exception as exc:
         raise Untrusted(type(exc).__name__ + (f": {exc}" if str(exc) else "")) from exc
-    known = {cert.der: cert for cert in (leaf, *truststore.anchors, *truststore.intermediates)}
+    # Back to our certificates by object identity: pyhanko returns the very asn1crypto objects it was
+    # given, each parsed from the DER we hold. Never by re-serialising them (asn1crypto does not promise
+    # to re-encode every byte as it was, e.g. a unique identifier's BIT STRING).
+    given = {id(cert.asn1): cert for cert in (leaf, *truststore.anchors, *truststore.intermediates)}
     try:
-        certs = [known[c.dump()] for c in path.iter_certs(include_root=True)]
+        certs = [given[id(c)] for c in path.iter_certs(include_root=True)]
     except KeyError as exc:  # the validator can only use what we gave it; be strict anyway
         raise Untrusted("path holds a certificate outside the truststore") from exc
     return CertPath(tuple(reversed(certs)))

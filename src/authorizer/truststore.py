@@ -1,7 +1,9 @@
 """The truststore: parsing the same `truststore.pem` API Gateway uses, and loading it from S3.
 
-Self-signed certificates are trust anchors; every other certificate is an intermediate, so it is
-checked for revocation like the leaf (the proof of concept made them all anchors).
+Self-signed certificates are trust anchors, whatever hash their self-signature uses (anchors are
+trusted by inclusion, RFC 5280 §6.1.1; see Cert.is_self_signed); every other certificate, including a
+self-issued key-rollover link, is an intermediate, so it is checked for revocation like the leaf (the
+proof of concept made them all anchors).
 """
 
 from __future__ import annotations
