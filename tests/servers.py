@@ -8,8 +8,11 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
+import select
 import shutil
 import socket
+import socketserver
+import ssl
 import subprocess
 import threading
 import time
@@ -21,7 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import boto3
 from cryptography.hazmat.primitives import hashes, serialization
@@ -433,3 +436,138 @@ class MotoS3:
 
     def close(self) -> None:
         self.server.stop()
+
+
+# ------------------------------------------------------------------------------------- stalling servers
+StallMode = Literal["headers", "tls-silent", "tls-trickle"]
+
+
+class StallingServer:
+    """A raw TCP server on 127.0.0.1 that never finishes an answer, for deadline tests.
+
+    ``mode``:
+    - ``headers``: reads the request, then sends ``HTTP/1.1 200 OK`` and an endless header one byte
+      every ``interval`` seconds (socket timeouts apply per recv, so this never trips them);
+    - ``tls-silent``: accepts and never sends a byte (a TLS client waits for its ServerHello);
+    - ``tls-trickle``: reads the ClientHello, then trickles a TLS record header announcing a 16 KiB
+      handshake record and its body, one byte every ``interval``.
+    With ``tls`` (a server-side context) ``headers`` runs after a real handshake.
+    Counts connections and how many of them the client closed, i.e. how many fetches gave up.
+    """
+
+    def __init__(
+        self, mode: StallMode = "headers", *, interval: float = 0.5, tls: ssl.SSLContext | None = None
+    ) -> None:
+        self.mode, self.interval, self.tls = mode, interval, tls
+        self.connections = 0
+        self.closed_by_client = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._server = socketserver.ThreadingTCPServer((LOOPBACK, 0), self._handler())
+        self._server.daemon_threads = True
+        self.port = int(self._server.server_address[1])
+        scheme = "https" if mode != "headers" or tls is not None else "http"
+        self.base_url = f"{scheme}://{LOOPBACK}:{self.port}"
+        threading.Thread(target=self._server.serve_forever, name="stalling-server", daemon=True).start()
+
+    def url(self, path: str) -> str:
+        return f"{self.base_url}{path}"
+
+    def wait_closed(self, count: int, timeout: float) -> bool:
+        """Wait until at least ``count`` connections were closed by the client."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self.closed_by_client >= count:
+                    return True
+            time.sleep(0.02)
+        return False
+
+    def _payload(self) -> Iterable[bytes]:
+        if self.mode == "tls-trickle":
+            yield from (bytes([b]) for b in b"\x16\x03\x03\x40\x00")  # handshake record, 16384 bytes
+            while True:
+                yield b"\x00"
+        elif self.mode == "headers":
+            yield from (bytes([b]) for b in b"HTTP/1.1 200 OK\r\nX-Trickle: ")
+            while True:
+                yield b"a"
+
+    def _handler(self) -> type[socketserver.BaseRequestHandler]:
+        server = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                with server._lock:
+                    server.connections += 1
+                conn: socket.socket = self.request
+                try:
+                    if server.tls is not None:
+                        conn.settimeout(10)
+                        conn = server.tls.wrap_socket(conn, server_side=True)
+                    if server.mode != "tls-silent":
+                        conn.settimeout(10)
+                        conn.recv(65536)  # the request or the ClientHello
+                    conn.settimeout(None)
+                    payload = iter(server._payload())
+                    while not server._stop.is_set():
+                        readable, _, _ = select.select([conn], [], [], server.interval)
+                        if readable:
+                            if not conn.recv(65536):
+                                break  # the client hung up
+                            continue
+                        chunk = next(payload, b"")
+                        if chunk:
+                            conn.sendall(chunk)
+                    else:
+                        return  # closed by the test, not the client
+                except OSError:  # includes ssl.SSLError: a reset or a cut handshake is a hang-up too
+                    pass
+                with server._lock:
+                    server.closed_by_client += 1
+
+        return Handler
+
+    def close(self) -> None:
+        self._stop.set()
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class LoopbackRelay:
+    """Listens on ``host`` (loopback, e.g. ``::1``) and pipes each connection to 127.0.0.1:``upstream_port``.
+
+    Lets a test reach the IPv4-only fixture server through IPv6 addresses such as ``[::]``.
+    """
+
+    def __init__(self, host: str, upstream_port: int) -> None:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        upstream = (LOOPBACK, upstream_port)
+
+        class Server(socketserver.ThreadingTCPServer):
+            address_family = family
+            daemon_threads = True
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                with socket.create_connection(upstream, timeout=10) as peer:
+                    back = threading.Thread(target=_pipe, args=(peer, self.request), daemon=True)
+                    back.start()
+                    _pipe(self.request, peer)
+                    back.join(10)
+
+        self._server = Server((host, 0), Handler)
+        self.port = int(self._server.server_address[1])
+        threading.Thread(target=self._server.serve_forever, name="loopback-relay", daemon=True).start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def _pipe(source: socket.socket, target: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while data := source.recv(65536):
+            target.sendall(data)
+    with contextlib.suppress(OSError):
+        target.shutdown(socket.SHUT_WR)
