@@ -310,6 +310,7 @@ def test_fetch_ends_at_its_deadline_whichever_phase_stalls(stalling: StallingSer
     fetcher = Fetcher(FetchPolicy(timeout_seconds=5.0))
     budget = 1.0
     url = stalling.url("/stalled.crl?token=s3cr3t")
+    watched = fetch_module._WATCHDOG.pending()  # other tests' background refreshes may still run
     (how, result), seconds = run_bounded(
         lambda: fetcher.fetch(Request(url), time.monotonic() + budget), budget + SLACK + 3
     )
@@ -318,7 +319,7 @@ def test_fetch_ends_at_its_deadline_whichever_phase_stalls(stalling: StallingSer
     assert "s3cr3t" not in str(result)
     assert seconds < budget + SLACK
     assert stalling.wait_closed(1, SLACK), "the stalled connection was left open"
-    assert fetch_module._WATCHDOG.pending() == 0  # nothing left watched once the fetch returned
+    assert fetch_module._WATCHDOG.pending() <= watched  # nothing of this fetch left watched
 
 
 class FetchSpy:

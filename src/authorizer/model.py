@@ -23,6 +23,7 @@ class Source(enum.StrEnum):
 
     OCSP = "ocsp"
     CRL = "crl"
+    DENYLIST = "denylist"
     NONE = "none"
 
 
@@ -50,6 +51,7 @@ class Answer:
     stale: bool = False
     this_update: datetime | None = None  # of the data the answer rests on (OCSP), for later reuse
     next_update: datetime | None = None
+    hold: bool = False  # a revocation that may be lifted (certificateHold, a denylist entry): not remembered
 
 
 @dataclass(frozen=True, slots=True)

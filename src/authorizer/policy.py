@@ -28,6 +28,21 @@ def cert_verdict(subject: str, declared: Sequence[Source], answers: Sequence[Ans
     return CertVerdict(subject, Reason.REVOCATION_UNAVAILABLE, declared[0], details)
 
 
+def overridden(verdict: CertVerdict, overrides: Sequence[Answer]) -> CertVerdict:
+    """Apply the answers of sources that only override (a denylist, a remembered revocation): revoked
+    by any of them wins over everything; one that could not be read makes an unrevoked certificate
+    unavailable, since it might have listed it."""
+    for answer in overrides:
+        if answer.status is Status.REVOKED:
+            return CertVerdict(verdict.subject, Reason.REVOKED, answer.source, answer.detail)
+    if verdict.reason is Reason.REVOKED:
+        return verdict
+    for answer in overrides:
+        if answer.status is not Status.GOOD:
+            return CertVerdict(verdict.subject, Reason.REVOCATION_UNAVAILABLE, answer.source, answer.detail)
+    return verdict
+
+
 def path_verdict(verdicts: Sequence[CertVerdict]) -> CertVerdict:
     """The path's verdict from its certificates' verdicts, leaf first.
 

@@ -1,44 +1,55 @@
-"""The revocation check of a validated path: caches, concurrent fetches, then the pure policy.
+"""The revocation check of a validated path: the rules every source shares, written once.
 
-This is the imperative shell around ocsp.py, crl.py and policy.py. Everything fetched is fully
-verified once and kept, per container, until the data's own nextUpdate or the configured maximum
-age (whichever is sooner); failures are kept only for a short back-off. All the fetches a path
-needs run concurrently and the whole check ends by the deadline it is given.
+This is the imperative shell around the sources (sources/), which fetch and verify, and policy.py,
+which decides. For each certificate on the path it asks every source what it needs, then:
+
+- **Caching.** Verified data is held per container until the source's refresh time (its nextUpdate
+  or REVOCATION_CACHE_MAX_AGE_SECONDS after the fetch, whichever is sooner); a failure is held for
+  the back-off only. Decisions are cached while the data under them is fresh and unchanged.
+- **Single flight, in the background.** One refresh per piece of data at a time, shared by every
+  concurrent request, in its own thread, bounded by its own deadline: a request waits for it only
+  until the request's deadline, and a slow download that outlives the request still lands for the
+  next one. No pool is shared, so stuck refreshes of one source never hold up another's.
+- **Fallback.** When a refresh fails, data already held serves while it is valid (to nextUpdate, or
+  within the stale grace), and a decision resting on it is cached no longer than the back-off.
+- **Anti-rollback.** Data older than the newest seen for its scope is refused (RFC 5280 §5.2.3
+  cRLNumber; an OCSP answer's thisUpdate), and a verified revocation other than certificateHold is
+  remembered for the container's life (RFC 5280 §5.3.1), whatever later answers say.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
-import functools
+import dataclasses
+import itertools
+import threading
 import time
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from . import crl, ocsp
-from .cache import ExpiringCache
+from .cache import Budgets, ExpiringCache, approx_bytes
 from .certs import Cert
-from .fetch import Fetcher, FetchError, Request
-from .freshness import StaleData, usable_until
-from .model import Answer, CertVerdict, Source, Status
-from .policy import cert_verdict, path_verdict
-from .settings import Depth, FetchPolicy, RevocationPolicy
+from .fetch import Fetcher
+from .model import Answer, CertVerdict, Reason, Source, Status
+from .policy import cert_verdict, overridden, path_verdict
+from .s3 import ClientFactory, S3Location, S3Reader
+from .settings import Depth, FetchPolicy, RevocationPolicy, SourcesConfig
+from .sources import Held, Link, Need, RevocationSource, SourceFailure
+from .sources.crl_distribution_point import CrlDistributionPointSource
+from .sources.crl_set import CrlSet, CrlSetSource, Lister, Snapshot, file_lister, s3_lister
+from .sources.denylist import DenylistSource
+from .sources.ocsp_responder import OcspResponderSource
 from .trust import CertPath
 
-MAX_CRLS = 64
-SourceKey = tuple[str, ...]  # ("ocsp", issuer fingerprint, serial) or ("crl", issuer fingerprint, *urls)
-MAX_OCSP_ANSWERS = 20_000
-MAX_DECISIONS = 20_000
-_WORKERS = 8
-
-
-@dataclass(frozen=True, eq=False)
-class CrlEntry:
-    index: crl.CrlIndex
-    url: str  # the distribution point URL that served it (its validators belong to that URL)
-    fetched_at: datetime
-    etag: str = ""
-    last_modified: str = ""
+MAX_HELD = 1_000_000  # pieces of verified data (CRL indexes, OCSP answers): the byte budgets bound them
+MAX_DECISIONS = 1_000_000
+DEFAULT_CLIENT_BYTES = 256 * 1024 * 1024  # when no budgets are given (a library caller)
+DEFAULT_CRL_BYTES = 384 * 1024 * 1024
+MAX_SCOPES = 50_000  # anti-rollback high-water marks
+MAX_REVOCATIONS = 200_000  # remembered revocations: (issuer fingerprint, serial)
+MAX_REFRESHES = 64  # refreshes in flight at once; more are refused at once (never queued)
+BACKGROUND_SECONDS = 30.0  # a refresh outlives the request that started it by at most this long
 
 
 @dataclass
@@ -61,6 +72,24 @@ class PathResult:
     stats: Stats
 
 
+@dataclass(frozen=True, eq=False)
+class _Decision:
+    verdicts: tuple[CertVerdict, ...]
+    until: datetime
+    rests_on: tuple[tuple[Hashable, int], ...]  # (scope, generation) of the data it was computed from
+
+
+@dataclass(eq=False)
+class _Refresh:
+    """One refresh in flight: its result lands in the checker's state when the worker ends."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+    started: float = field(default_factory=time.monotonic)
+    seconds: float = 0.0
+    failure: SourceFailure | None = None
+    accepted: Held | None = None  # what it brought, answered from even if the cache evicts it
+
+
 class RevocationChecker:
     def __init__(
         self,
@@ -69,308 +98,353 @@ class RevocationChecker:
         backoff_seconds: float,
         now: Callable[[], datetime],
         fetcher: Fetcher | None = None,
+        sources: SourcesConfig | None = None,
+        s3_client: ClientFactory | None = None,
+        log: Callable[[str], None] = lambda _: None,
+        budgets: Budgets | None = None,
     ) -> None:
         self._policy = policy
-        self._fetch_policy = fetch_policy
-        self._fetcher = fetcher or Fetcher(fetch_policy)
         self._backoff = timedelta(seconds=backoff_seconds)
         self._max_age = timedelta(seconds=policy.max_age_seconds)
         self._now = now
-        # All keyed by a source's key (see _LinkPlan): what was fetched, from where, for which issuer.
-        self._crls: ExpiringCache[SourceKey, CrlEntry] = ExpiringCache(MAX_CRLS)
-        self._ocsp: ExpiringCache[SourceKey, Answer] = ExpiringCache(MAX_OCSP_ANSWERS)
-        self._failures: ExpiringCache[SourceKey, Answer] = ExpiringCache(MAX_OCSP_ANSWERS)
-        self._decisions: ExpiringCache[tuple[str, str], tuple[CertVerdict, ...]] = ExpiringCache(
-            MAX_DECISIONS
+        self._sources = self._build_sources(
+            policy, fetch_policy, fetcher or Fetcher(fetch_policy), sources or SourcesConfig(), s3_client, log
         )
-        self._pool = concurrent.futures.ThreadPoolExecutor(_WORKERS, thread_name_prefix="revocation")
+        self._lock = threading.Lock()
+        budgets = budgets or Budgets.of(DEFAULT_CLIENT_BYTES, DEFAULT_CRL_BYTES)
+        # CRL indexes on the CRL budget; everything kept per client (OCSP answers, failures,
+        # decisions) on the budget the app's client summaries share.
+        self._crl_held: ExpiringCache[Hashable, Held] = ExpiringCache(MAX_HELD, budget=budgets.crls)
+        self._other_held: ExpiringCache[Hashable, Held] = ExpiringCache(MAX_HELD, budget=budgets.clients)
+        # Failures with when they happened: a failure older than the data held no longer counts.
+        self._failures: ExpiringCache[Hashable, tuple[SourceFailure, datetime]] = ExpiringCache(
+            MAX_HELD, budget=budgets.clients
+        )
+        self._decisions: ExpiringCache[tuple[str, str], _Decision] = ExpiringCache(
+            MAX_DECISIONS, budget=budgets.clients, weigh=_decision_bytes
+        )
+        self._generations = itertools.count(1)
+        # Per scope, where its newest data is held and how new it is: the mark outlives the data
+        # (no index is kept alive by it), so rollback stays refused after an eviction.
+        self._newest: OrderedDict[Hashable, _Mark] = OrderedDict()
+        # Security state, bounded by count only (client churn must not evict it): small entries.
+        self._revoked: OrderedDict[tuple[str, int], tuple[Source, str]] = OrderedDict()
+        self._inflight: dict[Hashable, _Refresh] = {}
+        self._slots = threading.BoundedSemaphore(MAX_REFRESHES)
+
+    def _build_sources(
+        self,
+        policy: RevocationPolicy,
+        fetch_policy: FetchPolicy,
+        fetcher: Fetcher,
+        config: SourcesConfig,
+        s3_client: ClientFactory | None,
+        log: Callable[[str], None],
+    ) -> tuple[RevocationSource, ...]:
+        """Every configured source, in the order their answers are reported."""
+        now = self._now
+        s3 = S3Reader(s3_client, fetch_policy.max_crl_bytes) if s3_client is not None else None
+        self._crl_source = CrlDistributionPointSource(
+            policy, fetch_policy, fetcher, now, s3, config.s3_buckets if s3 else frozenset()
+        )
+        ocsp_source = OcspResponderSource(
+            policy, fetch_policy, fetcher, now, self._check_responder, self._backoff
+        )
+        sources: list[RevocationSource] = [ocsp_source, self._crl_source]
+        if config.crl_s3_uris:
+            locations: list[S3Location] = []
+            for uri in config.crl_s3_uris:
+                try:
+                    locations.append(S3Location.parse(uri))
+                except ValueError as exc:
+                    log(f"REVOCATION_CRL_S3_URI: {exc}")
+            lister = (
+                s3_lister(s3, locations, now)
+                if s3 is not None and len(locations) == len(config.crl_s3_uris)
+                else _unreadable("REVOCATION_CRL_S3_URI cannot be read")
+            )
+            crl_set = CrlSet(lister, config.s3_refresh_seconds, now, log)
+            sources.append(CrlSetSource(crl_set, policy, now))
+        if config.crl_files:
+            sources.append(
+                CrlSetSource(CrlSet(file_lister(config.crl_files, now), 1e9, now, log), policy, now)
+            )
+        if config.denylist_uri:
+            sources.append(DenylistSource(config.denylist_uri, s3, config.s3_refresh_seconds, policy, now))
+        return tuple(sources)
+
+    # --- the public API ------------------------------------------------------------------------
+
+    def cached_result(self, leaf_fingerprint: str, truststore_version: str) -> PathResult | None:
+        """The decision held for this leaf while its data is fresh and unchanged (the warm path)."""
+        now = self._now()
+        decision = self._decisions.get((leaf_fingerprint, truststore_version), now)
+        if decision is None:
+            return None
+        for scope, generation in decision.rests_on:
+            mark = self._newest.get(scope)
+            if mark is None or mark.generation != generation:  # newer data applies at once
+                return None
+        return PathResult(
+            path_verdict(decision.verdicts), decision.verdicts, decision.until, Stats(cache_hits=1)
+        )
 
     def check(self, path: CertPath, truststore_version: str, deadline: float) -> PathResult:
-        now = self._now()
-        decision_key = (path.leaf.fingerprint, truststore_version)
-        cached = self._decisions.peek(decision_key)
-        if cached is not None and cached[0] > now:
-            held = cached[1]
-            return PathResult(path_verdict(held), held, cached[0], Stats(cache_hits=1))
-
-        stats = Stats()
-        links = path.links()
+        held_result = self.cached_result(path.leaf.fingerprint, truststore_version)
+        if held_result is not None:
+            return held_result
+        links = [Link(cert, issuer) for cert, issuer in path.links()]
         if self._policy.depth is Depth.LEAF:
             links = links[:1]
-        plans = [_LinkPlan.of(cert, issuer) for cert, issuer in links]
-        jobs: dict[SourceKey, concurrent.futures.Future[tuple[object, float]]] = {}
-        for plan in plans:
-            for key, job in self._jobs_for(plan, now, stats, deadline):
-                if key not in jobs:
-                    jobs[key] = self._pool.submit(_timed, job)
-        finished = _wait(jobs, deadline, stats)
-
+        stats = Stats()
+        plan, known = self._gather(links, self._sources, deadline, stats)
+        now = self._now()
         verdicts: list[CertVerdict] = []
         fresh_until = now + self._max_age
-        for plan in plans:
-            answers = [
-                self._answer(plan, source_key, finished, now, stats) for source_key in plan.source_keys()
-            ]
-            verdicts.append(cert_verdict(plan.cert.subject, plan.declared(), answers))
+        rests_on: list[tuple[Hashable, int]] = []
+        for link, needs in zip(links, plan, strict=True):
+            answers = [self._answer(need, known.get(need.key), now, rests_on) for need in needs]
+            remembered = self._remember_revocations(link, answers)
+            pairs = list(zip(needs, answers, strict=True))
+            declared = list(dict.fromkeys(need.source.kind for need in needs if need.declares))
+            verdict = cert_verdict(link.cert.subject, declared, [a for n, a in pairs if n.declares])
+            overrides = [a for n, a in pairs if not n.declares] + ([remembered] if remembered else [])
+            verdicts.append(overridden(verdict, overrides))
             for answer in answers:
                 fresh_until = min(fresh_until, answer.fresh_until)
                 if answer.stale:
-                    stats.stale_uses.append(f"{plan.cert.subject}: {answer.detail}")
-        self._decisions.put(decision_key, tuple(verdicts), fresh_until)
-        return PathResult(path_verdict(verdicts), tuple(verdicts), fresh_until, stats)
+                    stats.stale_uses.append(f"{link.cert.subject}: {answer.detail}")
+        result = tuple(verdicts)
+        if fresh_until > now:
+            decision = _Decision(result, fresh_until, tuple(rests_on))
+            self._decisions.put((path.leaf.fingerprint, truststore_version), decision, fresh_until)
+        return PathResult(path_verdict(result), result, fresh_until, stats)
 
-    # --- planning: what each certificate needs, served from cache where fresh -------------------
+    # --- gathering: plan, start refreshes, wait until the deadline -----------------------------
 
-    def _jobs_for(
-        self, plan: _LinkPlan, now: datetime, stats: Stats, deadline: float
-    ) -> list[tuple[SourceKey, Callable[[], object]]]:
-        jobs: list[tuple[SourceKey, Callable[[], object]]] = []
-        if plan.ocsp_urls:
-            key = plan.ocsp_key
-            if self._ocsp.get(key, now) or self._failures.get(key, now):
-                stats.cache_hits += 1
-            else:
-                stats.cache_misses += 1
-                jobs.append((key, functools.partial(self._fetch_ocsp, plan, deadline)))
-        for point in plan.crl_points:
-            key = plan.crl_key(point)
-            if self._crls.get(key, now) or self._failures.get(key, now):
-                stats.cache_hits += 1
-            else:
-                stats.cache_misses += 1
-                jobs.append((key, functools.partial(self._fetch_crl, plan, point, deadline)))
-        return jobs
+    def _gather(
+        self, links: Sequence[Link], sources: Sequence[RevocationSource], deadline: float, stats: Stats
+    ) -> tuple[list[list[Need]], dict[Hashable, Held]]:
+        """What each link needs, and the data in hand for it: held at planning time, or brought by a
+        refresh that ended by `deadline` (kept by reference: a later eviction cannot take it away
+        from this request)."""
+        now = self._now()
+        plan = [[need for source in sources for need in source.needs(link, deadline)] for link in links]
+        known: dict[Hashable, Held] = {}
+        waiting: dict[Hashable, _Refresh] = {}
+        for need in (n for needs in plan for n in needs if not n.unusable):
+            if need.key in waiting or need.key in known:
+                continue
+            held = self._held(need.key).peek(need.key, touch=True)
+            if held is not None:
+                known[need.key] = held[1]
+                if now < held[1].refresh_at:
+                    stats.cache_hits += 1
+                    continue
+            if self._failures.get(need.key, now) is not None:
+                stats.cache_hits += 1  # backing off: answer from what is held, or the failure
+                continue
+            stats.cache_misses += 1
+            waiting[need.key] = self._start_refresh(need, known.get(need.key))
+        for key, refresh in waiting.items():
+            refresh.done.wait(max(0.0, deadline - time.monotonic()))
+            if not refresh.done.is_set():
+                stats.fetch_failures.append("timeout")
+                continue
+            stats.fetches += 1
+            stats.fetch_ms.append(refresh.seconds * 1000)
+            if refresh.failure is not None:
+                stats.fetch_failures.append(refresh.failure.kind)
+            if refresh.accepted is not None:
+                known[key] = refresh.accepted
+        return plan, known
 
-    # --- workers (threads): fetch and verify, no shared state touched ---------------------------
+    def _held(self, key: Hashable) -> ExpiringCache[Hashable, Held]:
+        """CRL indexes are weighed against the CRL budget, everything else against the clients'."""
+        is_crl = isinstance(key, tuple) and key and str(key[0]).startswith("crl")
+        return self._crl_held if is_crl else self._other_held
 
-    def _fetch_ocsp(self, plan: _LinkPlan, deadline: float) -> Answer | _Failure:
-        failure = _Failure("ocsp", "no responder")
-        for url in plan.ocsp_urls:
-            try:
-                request, nonce = ocsp.build_request(plan.cert, plan.issuer)
-                response = self._fetcher.fetch(
-                    Request(
-                        url,
-                        body=request,
-                        content_type="application/ocsp-request",
-                        accept="application/ocsp-response",
-                        max_bytes=self._fetch_policy.max_ocsp_bytes,
-                    ),
-                    deadline,
+    def _start_refresh(self, need: Need, held: Held | None) -> _Refresh:
+        with self._lock:
+            running = self._inflight.get(need.key)
+            if running is not None:
+                return running  # single flight: every request waits on the same refresh
+            refresh = _Refresh()
+            if not self._slots.acquire(blocking=False):
+                refresh.failure = SourceFailure("busy", "too many refreshes in flight")
+                refresh.done.set()
+                return refresh
+            self._inflight[need.key] = refresh
+        worker = threading.Thread(
+            target=self._refresh,
+            args=(need, held, refresh, time.monotonic() + BACKGROUND_SECONDS),
+            name="revocation-refresh",
+            daemon=True,
+        )
+        try:
+            worker.start()
+        except RuntimeError:  # no thread to be had: a failure like any other
+            self._finish(need.key, refresh, SourceFailure("busy", "could not start a refresh"))
+        return refresh
+
+    def _refresh(self, need: Need, held: Held | None, refresh: _Refresh, deadline: float) -> None:
+        failure: SourceFailure | None = None
+        try:
+            fresh = need.source.refresh(need, held, deadline)
+            refresh.accepted, failure = self._accept(need.key, fresh)
+        except SourceFailure as exc:
+            failure = exc
+        except Exception as exc:  # a bug in a source is a failure of that source, never a crash
+            failure = SourceFailure("bug", type(exc).__name__)
+        self._finish(need.key, refresh, failure)
+
+    def _finish(self, key: Hashable, refresh: _Refresh, failure: SourceFailure | None) -> None:
+        if failure is not None:
+            now = self._now()
+            self._failures.put(key, (failure, now), now + self._backoff)
+        refresh.failure = failure
+        refresh.seconds = time.monotonic() - refresh.started
+        with self._lock:
+            self._inflight.pop(key, None)
+        self._slots.release()
+        refresh.done.set()
+
+    def _accept(self, key: Hashable, fresh: Held) -> tuple[Held | None, SourceFailure | None]:
+        """Keep `fresh` unless it is older than the newest data seen for its scope (anti-rollback).
+        Data confirmed unchanged (a 304) keeps its generation, so decisions resting on it stand."""
+        with self._lock:
+            mark = self._newest.get(fresh.scope)
+            if mark is not None and fresh.is_older_than(mark.held):
+                newest = mark.held
+                return None, SourceFailure(
+                    "rollback",
+                    f"refused data older than held (thisUpdate {fresh.this_update:%Y-%m-%dT%H:%M:%SZ}"
+                    + (f", number {fresh.number}" if fresh.number is not None else "")
+                    + f" < {newest.this_update:%Y-%m-%dT%H:%M:%SZ}"
+                    + (f", number {newest.number}" if newest.number is not None else "")
+                    + ")",
                 )
-                return ocsp.verify_response(
-                    response.body, plan.cert, plan.issuer, self._now(), self._policy, nonce
-                )
-            except FetchError as exc:
-                failure = _Failure(exc.kind, f"ocsp {url}: {exc}")
-            except (ocsp.OCSPError, StaleData) as exc:
-                failure = _Failure("invalid", f"ocsp {url}: {exc}")
-        return failure
+            generation = fresh.generation or next(self._generations)  # renewed() keeps it
+            fresh = dataclasses.replace(fresh, generation=generation)
+            marker = dataclasses.replace(fresh, data=None, validators={})
+            self._newest[fresh.scope] = _Mark(key, marker, generation)
+            self._newest.move_to_end(fresh.scope)
+            while len(self._newest) > MAX_SCOPES:
+                self._newest.popitem(last=False)
+            # Kept past its refresh time: it still serves as a fallback (to nextUpdate plus the
+            # grace) and for conditional refreshes.
+            self._held(key).put(key, fresh, max(fresh.refresh_at, self._usable_end(fresh)))
+        return fresh, None
 
-    def _fetch_crl(
-        self, plan: _LinkPlan, point: crl.DistributionPoint, deadline: float
-    ) -> CrlEntry | _Failure:
-        failure = _Failure("crl", "no distribution point")
-        previous = self._crls.peek(plan.crl_key(point))
-        for url in point.urls:
-            headers: dict[str, str] = {}
-            old = previous[1] if previous and previous[1].url == url else None
-            if old and old.etag:
-                headers["If-None-Match"] = old.etag
-            if old and old.last_modified:
-                headers["If-Modified-Since"] = old.last_modified
-            try:
-                response = self._fetcher.fetch(
-                    Request(url, max_bytes=self._fetch_policy.max_crl_bytes, headers=headers), deadline
-                )
-                if response.status == 304 and old is not None:
-                    return CrlEntry(old.index, url, self._now(), old.etag, old.last_modified)
-                index = crl.parse_and_verify(response.body, plan.issuer)
-                return CrlEntry(
-                    index,
-                    url,
-                    self._now(),
-                    response.headers.get("etag", ""),
-                    response.headers.get("last-modified", ""),
-                )
-            except FetchError as exc:
-                failure = _Failure(exc.kind, f"crl {url}: {exc}")
-            except crl.CRLError as exc:
-                failure = _Failure("invalid", f"crl {url}: {exc}")
-        return failure
+    def _usable_end(self, held: Held) -> datetime:
+        end = held.next_update or held.refresh_at
+        return end + timedelta(seconds=self._policy.stale_grace_seconds + self._policy.clock_skew_seconds)
 
-    # --- turning finished work and caches into answers (main thread) ----------------------------
+    # --- answers (the calling thread) ---------------------------------------------------------
 
     def _answer(
-        self,
-        plan: _LinkPlan,
-        source_key: SourceKey,
-        finished: dict[SourceKey, object],
-        now: datetime,
-        stats: Stats,
+        self, need: Need, held: Held | None, now: datetime, rests_on: list[tuple[Hashable, int]]
     ) -> Answer:
-        if source_key[0] == "unusable":
-            return Answer(
-                Status.UNAVAILABLE, Source.CRL, now + self._max_age, "crl: unsupported distribution point"
-            )
-        result = finished.get(source_key, _NOT_RUN)
-        if isinstance(result, _Failure):
-            stats.fetches += 1
-            stats.fetch_failures.append(result.kind)
-            answer = Answer(Status.UNAVAILABLE, _source(source_key), now + self._backoff, result.detail)
-            self._failures.put(source_key, answer, now + self._backoff)
-            return self._held_fallback(plan, source_key, now) or answer
-        if source_key[0] == "ocsp":
-            return self._ocsp_answer(plan, source_key, result, now, stats)
-        return self._crl_answer(plan, source_key, result, now, stats)
-
-    def _ocsp_answer(
-        self, plan: _LinkPlan, key: SourceKey, result: object, now: datetime, stats: Stats
-    ) -> Answer:
-        if isinstance(result, Answer):
-            stats.fetches += 1
-            if result.status is Status.UNKNOWN:
-                answer = Answer(Status.UNKNOWN, Source.OCSP, now + self._backoff, result.detail)
-                self._failures.put(key, answer, answer.fresh_until)
-                return answer
-            answer = _capped(result, now + self._max_age)
-            self._ocsp.put(key, answer, answer.fresh_until)
-            return answer
-        return (
-            self._ocsp.get(key, now)
-            or self._held_fallback(plan, key, now)
-            or self._failures.get(key, now)
-            or _timed_out(Source.OCSP, now, stats)
-        )
-
-    def _crl_answer(
-        self, plan: _LinkPlan, key: SourceKey, result: object, now: datetime, stats: Stats
-    ) -> Answer:
-        point = plan.point_for(key)
-        if isinstance(result, CrlEntry):
-            stats.fetches += 1
-            self._crls.put(key, result, self._crl_expiry(result))
-            entry: CrlEntry | None = result
-        else:
-            entry = self._crls.get(key, now)
-            if entry is None:
-                return (
-                    self._held_fallback(plan, key, now)
-                    or self._failures.get(key, now)
-                    or _timed_out(Source.CRL, now, stats)
+        kind = need.source.kind
+        if need.unusable:
+            return Answer(Status.UNAVAILABLE, kind, now + self._max_age, need.unusable)
+        failed = self._failures.get(need.key, now)
+        failure = failed[0] if failed and (held is None or failed[1] >= held.fetched_at) else None
+        unusable: Answer | None = None
+        for data in self._candidates(held):
+            try:
+                answer = need.source.answer(need, data, now)
+            except ValueError as exc:  # CRLError, StaleData: this data does not answer (any more)
+                unusable = unusable or Answer(
+                    Status.UNAVAILABLE, kind, now + self._backoff, f"{kind.value}: {exc}"
                 )
-        assert entry is not None
-        try:
-            answer = crl.lookup(entry.index, plan.cert, point, now, self._policy)
-        except (crl.CRLError, StaleData) as exc:
-            return Answer(Status.UNAVAILABLE, Source.CRL, now + self._backoff, f"crl {point.urls[0]}: {exc}")
-        return _capped(answer, entry.fetched_at + self._max_age)
-
-    def _held_fallback(self, plan: _LinkPlan, key: SourceKey, now: datetime) -> Answer | None:
-        """When a refresh failed, data already held serves while it is still valid: until its
-        nextUpdate, or past it within REVOCATION_STALE_GRACE_SECONDS (such uses are flagged stale)."""
-        try:
-            if key[0] == "ocsp":
-                held_answer = self._ocsp.peek(key)
-                if held_answer is None or held_answer[1].this_update is None:
-                    return None
-                old = held_answer[1]
-                until, stale = usable_until(old.this_update, old.next_update, now, self._policy)  # type: ignore[arg-type]
-                return Answer(
-                    old.status, old.source, until, old.detail, stale, old.this_update, old.next_update
+                continue
+            assert held is not None
+            rests_on.append((data.scope, data.generation))
+            limit = data.refresh_at
+            if failure is not None or now >= held.refresh_at:  # a fallback: retry after the back-off
+                limit = min(limit, now + self._backoff)
+            if failure is not None and answer.status is not Status.UNAVAILABLE:
+                answer = dataclasses.replace(
+                    answer, detail=f"{answer.detail}; refresh failed: {failure.detail}"
                 )
-            held_crl = self._crls.peek(key)
-            if held_crl is None:
-                return None
-            return crl.lookup(held_crl[1].index, plan.cert, plan.point_for(key), now, self._policy)
-        except (crl.CRLError, StaleData):
+            return answer if answer.fresh_until <= limit else dataclasses.replace(answer, fresh_until=limit)
+        if failure is not None:
+            return Answer(Status.UNAVAILABLE, kind, now + self._backoff, failure.detail)
+        if unusable is not None:
+            return unusable
+        return Answer(Status.UNAVAILABLE, kind, now, f"{kind.value}: no answer within the time budget")
+
+    def _candidates(self, held: Held | None) -> list[Held]:
+        """The data to answer from: the newest verified for the held data's scope first (a newer CRL
+        of the same issuer and scope, fetched for another certificate, applies at once), then the
+        held data itself."""
+        if held is None:
+            return []
+        mark = self._newest.get(held.scope)
+        if mark is None or mark.generation == held.generation:
+            return [held]
+        item = self._held(mark.key).peek(mark.key)
+        newest = item[1] if item is not None and item[1].generation == mark.generation else None
+        if newest is None or not held.is_older_than(newest):
+            return [held]
+        return [newest, held]
+
+    def _remember_revocations(self, link: Link, answers: list[Answer]) -> Answer | None:
+        """A verified revocation other than certificateHold is permanent (RFC 5280 §5.3.1): remember
+        it, and return it when this round's answers no longer say so (whatever later data says)."""
+        key = (link.issuer.fingerprint, link.cert.crypto.serial_number)
+        with self._lock:
+            for answer in answers:
+                if answer.status is Status.REVOKED and not answer.hold:
+                    self._revoked[key] = (answer.source, answer.detail)
+                    self._revoked.move_to_end(key)
+                    while len(self._revoked) > MAX_REVOCATIONS:
+                        self._revoked.popitem(last=False)
+            remembered = self._revoked.get(key)
+        if remembered is None or any(a.status is Status.REVOKED for a in answers):
             return None
+        source, detail = remembered
+        return Answer(Status.REVOKED, source, self._now() + self._max_age, f"revoked earlier: {detail}")
 
-    def _crl_expiry(self, entry: CrlEntry) -> datetime:
-        next_update = entry.index.next_update or entry.index.this_update
-        return min(next_update, entry.fetched_at + self._max_age)
+    # --- a delegated OCSP responder's own check (RFC 6960 §4.2.2.2.1) --------------------------
 
-
-@dataclass(frozen=True)
-class _Failure:
-    kind: str
-    detail: str
-
-
-_NOT_RUN = object()
-
-
-@dataclass(frozen=True, eq=False)
-class _LinkPlan:
-    cert: Cert
-    issuer: Cert
-    ocsp_urls: SourceKey
-    crl_points: tuple[crl.DistributionPoint, ...]
-    crl_unusable: bool
-
-    @classmethod
-    def of(cls, cert: Cert, issuer: Cert) -> _LinkPlan:
-        points, unusable = crl.distribution_points(cert)
-        return cls(cert, issuer, ocsp.responder_urls(cert), points, unusable)
-
-    @property
-    def ocsp_key(self) -> SourceKey:
-        return ("ocsp", self.issuer.fingerprint, str(self.cert.crypto.serial_number))
-
-    def crl_key(self, point: crl.DistributionPoint) -> SourceKey:
-        return ("crl", self.issuer.fingerprint, *point.urls)
-
-    def point_for(self, key: SourceKey) -> crl.DistributionPoint:
-        return next(p for p in self.crl_points if self.crl_key(p) == key)
-
-    def source_keys(self) -> list[SourceKey]:
-        keys = [self.ocsp_key] if self.ocsp_urls else []
-        return (
-            keys + [self.crl_key(p) for p in self.crl_points] + ([("unusable",)] if self.crl_unusable else [])
+    def _check_responder(self, link: Link, deadline: float) -> Answer:
+        """The responder certificate's status from the CRLs it declares: good when it declares none
+        (trusted as issued), revoked or unavailable otherwise unless a CRL says good."""
+        stats = Stats()
+        (needs,), known = self._gather([link], (self._crl_source,), deadline, stats)
+        if not needs:
+            return Answer(Status.GOOD, Source.CRL, self._now() + self._max_age, "declares no CRL")
+        now = self._now()
+        answers = [self._answer(need, known.get(need.key), now, []) for need in needs]
+        verdict = cert_verdict(link.cert.subject, [Source.CRL], answers)
+        status = {Reason.GOOD: Status.GOOD, Reason.REVOKED: Status.REVOKED}.get(
+            verdict.reason, Status.UNAVAILABLE
         )
-
-    def declared(self) -> list[Source]:
-        sources = [Source.OCSP] if self.ocsp_urls else []
-        return sources + ([Source.CRL] if self.crl_points or self.crl_unusable else [])
+        return Answer(status, Source.CRL, now, verdict.detail)
 
 
-def _source(key: SourceKey) -> Source:
-    return Source.OCSP if key[0] == "ocsp" else Source.CRL
+@dataclass(frozen=True, slots=True)
+class _Mark:
+    """Where a scope's newest data is held, how new it is (a data-free copy, so an index is never
+    kept alive by it), and its generation: decisions compare generations, never hold data."""
+
+    key: Hashable
+    held: Held
+    generation: int
 
 
-def _capped(answer: Answer, limit: datetime) -> Answer:
-    if answer.fresh_until <= limit:
-        return answer
-    return Answer(answer.status, answer.source, limit, answer.detail, answer.stale)
+def _decision_bytes(decision: _Decision) -> int:
+    # Weighed without following `rests_on` further than its tuples: it names data, never holds it.
+    return approx_bytes(decision.verdicts) + 72 * len(decision.rests_on) + 120
 
 
-def _timed_out(source: Source, now: datetime, stats: Stats) -> Answer:
-    stats.fetch_failures.append("timeout")
-    return Answer(Status.UNAVAILABLE, source, now, f"{source.value}: no answer within the time budget")
+def _unreadable(reason: str) -> Lister:
+    def fail(_previous: Snapshot | None) -> Snapshot:
+        raise ValueError(reason)
+
+    return fail
 
 
-def _wait(
-    jobs: dict[SourceKey, concurrent.futures.Future[tuple[object, float]]],
-    deadline: float,
-    stats: Stats,
-) -> dict[SourceKey, object]:
-    """Results of the jobs that finished by the deadline; the rest are abandoned, never awaited."""
-    if jobs:
-        concurrent.futures.wait(jobs.values(), timeout=max(0.0, deadline - time.monotonic()))
-    finished: dict[SourceKey, object] = {}
-    for key, future in jobs.items():
-        if future.done() and not future.cancelled():
-            error = future.exception()
-            if error is not None:
-                finished[key] = _Failure("bug", f"{type(error).__name__}")
-            else:
-                result, seconds = future.result()
-                finished[key] = result
-                stats.fetch_ms.append(seconds * 1000)
-    return finished
-
-
-def _timed(job: Callable[[], object]) -> tuple[object, float]:
-    started = time.monotonic()
-    result = job()
-    return result, time.monotonic() - started
+__all__ = ["Cert", "PathResult", "RevocationChecker", "Stats"]
