@@ -2,10 +2,10 @@
 
     python benchmarks/bench_child.py SPEC.json
 
-SPEC names the kind (baseline, authorizer, profile), the certificates (PEM strings), the sample counts and
-where to write the result (JSON). The parent sets the environment (truststore, fetch limits, Powertools) and
-sends this process's stdout to /dev/null, so Powertools' EMF lines cost what they cost in Lambda without
-flooding a terminal. Progress goes to stderr.
+SPEC names the kind (baseline, authorizer, memory, profile), the certificates (PEM strings), the sample
+counts and where to write the result (JSON). The parent sets the environment (truststore, fetch limits,
+Powertools, the memory size) and sends this process's stdout to /dev/null, so Powertools' EMF lines cost
+what they cost in Lambda without flooding a terminal. Progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import cProfile
 import datetime as dt
+import gc
 import io
 import json
 import logging
@@ -24,8 +25,9 @@ import statistics
 import sys
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 Json = dict[str, Any]
@@ -306,6 +308,100 @@ def ocsp_windows(handler: Handler, counts: Counts, fresh: list[Json], good: Json
     return windows
 
 
+# ------------------------------------------------------------------------------------------------ memory
+def with_pem(template: Json, pem: str) -> Json:
+    """`template` (a REST event) for another client certificate; only clientCertPem is read."""
+    context = template["requestContext"]
+    identity = context["identity"]
+    client = {**identity["clientCert"], "clientCertPem": pem}
+    return {**template, "requestContext": {**context, "identity": {**identity, "clientCert": client}}}
+
+
+@contextmanager
+def old_caches(current_pem: list[str]) -> Iterator[Any]:
+    """Re-create the per-client caches the handler kept before byte budgets: the parsed Cert by its PEM
+    and the validated CertPath by (fingerprint, truststore version), 20,000 entries each, filled where
+    the handler used to fill them (on every path validation)."""
+    from authorizer import app
+    from authorizer.cache import ExpiringCache
+
+    certs: ExpiringCache[str, Any] = ExpiringCache(20_000)
+    paths: ExpiringCache[tuple[str, str], Any] = ExpiringCache(20_000)
+    original = app.validate_path
+
+    def keeping(cert: Any, truststore: Any, moment: dt.datetime, skew: float) -> Any:
+        path = original(cert, truststore, moment, skew)
+        certs.put(current_pem[0], cert, cert.crypto.not_valid_after_utc)
+        expiry = min(c.crypto.not_valid_after_utc for c in path.certs) + dt.timedelta(seconds=skew)
+        paths.put((cert.fingerprint, truststore.version), path, expiry)
+        return path
+
+    app.validate_path = keeping  # type: ignore[assignment]
+    try:
+        yield paths
+    finally:
+        app.validate_path = original
+
+
+def read_clients(path: str) -> Iterator[str]:
+    """The client PEMs one at a time: the whole file in memory would be counted as the handler's."""
+    with open(path) as lines:
+        for line in lines:
+            yield json.loads(line)
+
+
+def run_memory(spec: Json) -> Json:
+    """RSS against distinct clients seen: each client once, RSS at each checkpoint."""
+    handler = Handler()
+    import boto3  # noqa: F401 - as in run_authorizer: part of the baseline, not of the clients
+
+    template = handler.event(spec["good_pem"])
+    revoked = handler.event(spec["revoked_pem"])
+    handler.reset()
+    result: Json = {"warmup_verdict": verdict(handler(template))}
+    result["revoked_before"] = verdict(handler(revoked))
+    runtime = handler.app._runtime
+    budgets = runtime.budgets
+    result["budgets"] = {"clients": budgets.clients.max_bytes, "crls": budgets.crls.max_bytes}
+    checkpoints = set(spec["checkpoints"])
+    current = [""]
+    verdicts: Counter[str] = Counter()
+    rows: list[Json] = []
+    first = ""
+    with old_caches(current) if spec["entry_bound"] else nullcontext() as old:
+        gc.collect()
+        base = current_rss_mb()
+        result["base_rss_mb"] = base
+        for seen, pem in enumerate(read_clients(spec["clients_file"]), 1):
+            first = first or pem
+            current[0] = pem
+            verdicts[verdict(handler(with_pem(template, pem)))] += 1
+            if seen in checkpoints:
+                gc.collect()
+                rss = current_rss_mb()
+                rows.append(
+                    {
+                        "clients": seen,
+                        "held": len(runtime.clients),
+                        "old_held": len(old) if old is not None else 0,
+                        "rss_mb": rss,
+                        "delta_mb": rss - base,
+                        "accounted_mb": budgets.clients.used / 1024 / 1024,
+                        "evictions": budgets.clients.evictions,
+                        "hwm_mb": peak_rss_mb(),
+                    }
+                )
+                log(f"memory {spec['label']}: {seen:,} clients, RSS {rss:.0f} MB")
+            if seen >= max(checkpoints):
+                break
+        result["revoked_after"] = verdict(handler(revoked))
+        result["first_again"] = verdict(handler(with_pem(template, first)))
+    result["rows"] = rows
+    result["verdicts"] = dict(verdicts)
+    result["peak_rss_mb"] = peak_rss_mb()
+    return result
+
+
 # ------------------------------------------------------------------------------------------------ profile
 @contextmanager
 def wrapped(targets: Sequence[tuple[Any, str, str]], totals: dict[str, float]) -> Iterator[None]:
@@ -339,18 +435,18 @@ def _warm_stages(handler: Handler, events: list[Json]) -> Json:
     totals: dict[str, float] = {}
     targets = [
         (app, "parse_event", "events.parse_event"),
-        (getattr(app, "Runtime", None), "client_cert", "Runtime.client_cert (PEM cache; parse on miss)"),
-        (app, "load_client_cert", "  load_client_cert (PEM → cryptography + asn1crypto)"),
+        (app, "_pem_key", "_pem_key (SHA-256 of the PEM: the clients cache's key)"),
         (
-            getattr(app, "Runtime", None),
-            "validated_path",
-            "Runtime.validated_path (path cache; pyhanko on miss)",
+            revocation.RevocationChecker,
+            "cached_result",
+            "RevocationChecker.cached_result (the warm path's held decision)",
         ),
-        (app, "validate_path", "  trust.validate_path (pyhanko-certvalidator, asyncio.run)"),
+        (app, "load_client_cert", "load_client_cert (PEM → cryptography + asn1crypto; on a miss)"),
+        (app, "validate_path", "trust.validate_path (pyhanko-certvalidator; on a miss)"),
         (
             revocation.RevocationChecker,
             "check",
-            "RevocationChecker.check (decision cache, CRL look-up / OCSP)",
+            "RevocationChecker.check (CRL look-up / OCSP; on a miss)",
         ),
         (app, "_log_decision", "_log_decision (Powertools Logger, level ERROR)"),
         (app, "_emit_metrics", "_emit_metrics (Powertools EMF: add_metric x n, serialise, print)"),
@@ -455,6 +551,8 @@ def main() -> None:
         result = run_baseline(spec)
     elif kind == "authorizer":
         result = run_authorizer(spec)
+    elif kind == "memory":
+        result = run_memory(spec)
     elif kind == "profile":
         result = run_profile(spec)
     else:

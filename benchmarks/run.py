@@ -7,7 +7,10 @@ genuinely signed CRLs (crlgen.signed_crl) served by a counting loopback HTTP ser
 OpenSSL's OCSP responder behind that server's proxy path, and the truststore in moto's S3. The PKI
 and the servers are the test suite's (tests/pki.py, tests/servers.py).
 Each scenario group runs in its own child process (bench_child.py) so that peak RSS is its own.
+The memory scenario feeds tens of thousands of distinct client certificates through the handler and
+reports RSS against clients seen, under the byte budget and under the old entry-bound caches.
 Results: a Markdown report on stdout and in benchmarks/results.md. Progress: stderr.
+`--only memory` runs just the memory scenario and replaces only its section of the report.
 """
 
 from __future__ import annotations
@@ -40,8 +43,12 @@ from typing import Any
 # The test suite's PKI and loopback servers, importable as pytest's pythonpath makes them.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
 from crlgen import signed_crl
-from pki import PKI, Credential, pem_bundle, utcnow
+from pki import PKI, Credential, key_usage, name, pem_bundle, utcnow
 from servers import FixtureHTTPServer, MotoS3, OpenSSLOCSPResponder
 
 HERE = Path(__file__).resolve().parent
@@ -52,6 +59,7 @@ BUCKET, KEY = "bench-truststore", "truststore.pem"
 STATS_PATH = "/__stats"
 
 Json = dict[str, Any]
+PARTS = frozenset({"families", "memory"})  # what a run measures: the CRL/OCSP families, the memory scenario
 
 METHOD = (
     "Handler time is `time.perf_counter()` around `lambda_handler` in-process (REST event, "
@@ -68,12 +76,43 @@ METHOD = (
     "is the slowest sample or close to it."
 )
 
+MEMORY_HEADING = "## Memory against distinct clients"
+MEMORY_METHOD = (
+    "Each mode runs in its own child process: distinct client certificates (one shared P-256 key, "
+    "distinct serials and names, the test PKI's leaf profile, issued by an RSA-2048 CA, checked against "
+    "a small CRL and the root CRL) are fed once each through `lambda_handler` (REST events). At each "
+    "checkpoint: RSS (`VmRSS` after `gc.collect()`), its growth since the warm-up request (truststore, "
+    "CRL indexes and boto3 already loaded), that growth per client held, what the per-client byte "
+    "budget accounts (`ByteBudget.used`, the authorizer's own estimate) against its size, and the "
+    "high-water mark (`VmHWM`). *Held*: client summaries in the cache (byte-budget modes) or parsed "
+    "certificates and paths in the re-created old caches (entry-bound mode: the authorizer's current "
+    "code plus the two 20,000-entry caches of parsed `Cert`s and `CertPath`s the handler used to keep, "
+    "filled as it filled them). The checker's own caches (decisions, OCSP answers) are in every mode; "
+    "they join the per-client budget once revocation.py builds them on it."
+)
+
 # Targets (milliseconds, megabytes, requests).
 WARM_SEEN_MS = 0.3
 WARM_NEW_MS = 3.0
 FIRST_1M_MS = 2500.0
 FIRST_1M_RSS_MB = 400.0
 IMPORT_MS = 600.0
+
+
+@dataclass(frozen=True)
+class MemoryMode:
+    """One run of the memory scenario: a memory size for the byte budget, or the old caches."""
+
+    label: str
+    memory_mb: int  # AWS_LAMBDA_FUNCTION_MEMORY_SIZE
+    entry_bound: bool = False  # re-create the old per-client caches (parsed certs and paths, 20,000 each)
+
+
+MEMORY_MODES = (
+    MemoryMode("before: entry-bound caches (20,000 parsed certs and paths)", 1769, entry_bound=True),
+    MemoryMode("byte budget, 1769 MB (template default)", 1769),
+    MemoryMode("byte budget, 128 MB", 128),
+)
 
 
 @dataclass(frozen=True)
@@ -85,6 +124,8 @@ class Plan:
     new: int
     ocsp_baseline: int
     ocsp_first: int
+    clients: tuple[int, ...]  # memory scenario: checkpoints, in distinct clients seen
+    memory_modes: tuple[MemoryMode, ...] = MEMORY_MODES
     imports: int = 5
 
 
@@ -96,6 +137,7 @@ FULL = Plan(
     new=200,
     ocsp_baseline=20,
     ocsp_first=10,
+    clients=(1_000, 10_000, 30_000),
 )
 QUICK = Plan(
     sizes=(("10k", 10_000), ("100k", 100_000)),
@@ -105,6 +147,8 @@ QUICK = Plan(
     new=100,
     ocsp_baseline=5,
     ocsp_first=4,
+    clients=(300, 1_000),
+    memory_modes=(MEMORY_MODES[0], MEMORY_MODES[2]),
 )
 
 
@@ -175,9 +219,22 @@ class FamilySpec:
 
 
 @dataclass
+class MemorySpec:
+    """The memory scenario's CA: a good and a revoked leaf, and `count` distinct clients in a file."""
+
+    root_pem: str
+    ca_pem: str
+    good_pem: str
+    revoked_pem: str
+    clients_file: str
+    count: int
+
+
+@dataclass
 class Fixture:
     server: FixtureHTTPServer
     families: list[FamilySpec] = field(default_factory=list)
+    memory: MemorySpec | None = None
     env: dict[str, str] = field(default_factory=dict)
 
 
@@ -210,7 +267,47 @@ def family_leaves(
     return leaf("good"), leaf("revoked"), [leaf(f"new {i}") for i in range(new)]
 
 
-def build_fixture(plan: Plan, stack: ExitStack, workdir: Path) -> Fixture:
+def mint_clients(pki: PKI, ca: Credential, crl_url: str, count: int, path: Path) -> None:
+    """`count` client certificates as JSON lines of PEM, without the PKI's per-certificate files: the
+    test PKI's leaf profile (CDP, clientAuth, a SAN), one shared P-256 key, distinct serials and names."""
+    key = pki.leaf_key("ec")
+    public = key.public_key()
+    now = utcnow()
+    extensions: list[tuple[x509.ExtensionType, bool]] = [
+        (x509.BasicConstraints(ca=False, path_length=None), True),
+        (x509.SubjectKeyIdentifier.from_public_key(public), False),
+        (key_usage(digital_signature=True), True),
+        (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False),
+        (x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), False),
+        (
+            x509.CRLDistributionPoints(
+                [x509.DistributionPoint([x509.UniformResourceIdentifier(crl_url)], None, None, None)]
+            ),
+            False,
+        ),
+    ]
+    with path.open("w") as out:
+        for i in range(count):
+            builder = (
+                x509.CertificateBuilder()
+                .subject_name(name(f"bench memory client {i:06d}", "Revocation Test Clients"))
+                .issuer_name(ca.cert.subject)
+                .public_key(public)
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now - dt.timedelta(days=1))
+                .not_valid_after(now + dt.timedelta(days=365))
+            )
+            for extension, critical in extensions:
+                builder = builder.add_extension(extension, critical=critical)
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.DNSName(f"client-{i:06d}.clients.example.test")]),
+                critical=False,
+            )
+            cert = builder.sign(ca.key, hashes.SHA256())
+            out.write(json.dumps(cert.public_bytes(serialization.Encoding.PEM).decode()) + "\n")
+
+
+def build_fixture(plan: Plan, stack: ExitStack, workdir: Path, parts: frozenset[str] = PARTS) -> Fixture:
     server = FixtureHTTPServer()
     stack.callback(server.close)
     serve_stats(server)
@@ -230,7 +327,7 @@ def build_fixture(plan: Plan, stack: ExitStack, workdir: Path) -> Fixture:
     )
     cas = []
 
-    for label, entries in plan.sizes:
+    for label, entries in plan.sizes if "families" in parts else ():
         progress(f"PKI and a signed {entries:,}-entry CRL for family {label}")
         ca = pki.intermediate(f"Bench Issuing CA CRL {label}", root, crl_urls=[root_crl_url])
         cas.append(ca)
@@ -260,19 +357,35 @@ def build_fixture(plan: Plan, stack: ExitStack, workdir: Path) -> Fixture:
             )
         )
 
-    progress("PKI and OpenSSL OCSP responder for the OCSP family")
-    ca = pki.intermediate("Bench Issuing CA OCSP", root, crl_urls=[root_crl_url])
-    cas.append(ca)
-    ocsp_url = server.url("/ocsp")
-    good, revoked, fresh = family_leaves(pki, ca, "ocsp", plan.new, ocsp_url=ocsp_url)
-    responder = OpenSSLOCSPResponder(workdir, "bench", ca, ca, nmin=60)
-    stack.callback(responder.close)
-    responder.set_statuses([good, *fresh], "good")
-    responder.set_status(revoked, "revoked")
-    server.proxy("/ocsp", responder.url)
-    fixture.families.append(
-        FamilySpec("OCSP", "ocsp", root.pem, ca.pem, good.pem, revoked.pem, [c.pem for c in fresh])
-    )
+    if "families" in parts:
+        progress("PKI and OpenSSL OCSP responder for the OCSP family")
+        ca = pki.intermediate("Bench Issuing CA OCSP", root, crl_urls=[root_crl_url])
+        cas.append(ca)
+        ocsp_url = server.url("/ocsp")
+        good, revoked, fresh = family_leaves(pki, ca, "ocsp", plan.new, ocsp_url=ocsp_url)
+        responder = OpenSSLOCSPResponder(workdir, "bench", ca, ca, nmin=60)
+        stack.callback(responder.close)
+        responder.set_statuses([good, *fresh], "good")
+        responder.set_status(revoked, "revoked")
+        server.proxy("/ocsp", responder.url)
+        fixture.families.append(
+            FamilySpec("OCSP", "ocsp", root.pem, ca.pem, good.pem, revoked.pem, [c.pem for c in fresh])
+        )
+
+    if "memory" in parts:
+        count = max(plan.clients)
+        progress(f"PKI, a small CRL and {count:,} distinct clients for the memory scenario")
+        ca = pki.intermediate("Bench Issuing CA memory", root, crl_urls=[root_crl_url])
+        cas.append(ca)
+        url = server.url("/crl/memory.crl")
+        good, revoked, _ = family_leaves(pki, ca, "memory", 0, crl_urls=[url])
+        der = signed_crl(ca.cert, ca.key, [revoked.serial, *serials(9)], this_update, next_update)
+        serve_crl(server, "/crl/memory.crl", der)
+        started = time.perf_counter()
+        clients_file = workdir / "memory-clients.jsonl"
+        mint_clients(pki, ca, url, count, clients_file)
+        progress(f"  {count:,} clients minted in {time.perf_counter() - started:.1f} s")
+        fixture.memory = MemorySpec(root.pem, ca.pem, good.pem, revoked.pem, str(clients_file), count)
 
     progress("moto S3 with a versioned truststore bucket")
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
@@ -310,14 +423,21 @@ def child_env(workdir: Path, s3_endpoint: str, version: str) -> dict[str, str]:
 
 
 # ------------------------------------------------------------------------------------------------ children
-def run_child(spec: Json, fixture: Fixture, workdir: Path, name: str, timeout: float = 300) -> Json:
+def run_child(
+    spec: Json,
+    fixture: Fixture,
+    workdir: Path,
+    name: str,
+    timeout: float = 300,
+    env: dict[str, str] | None = None,
+) -> Json:
     spec_path, out_path = workdir / f"{name}.spec.json", workdir / f"{name}.out.json"
     spec = {**spec, "stats_url": fixture.server.url(STATS_PATH), "out": str(out_path)}
     spec_path.write_text(json.dumps(spec))
     started = time.perf_counter()
     subprocess.run(
         [sys.executable, str(CHILD), str(spec_path)],
-        env=fixture.env,
+        env={**fixture.env, **(env or {})},
         cwd=ROOT,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,  # Powertools' EMF lines: produced, not shown
@@ -401,6 +521,7 @@ class Report:
     imports: list[float] = field(default_factory=list)
     profiles: list[tuple[str, Json]] = field(default_factory=list)
     targets: list[tuple[str, str, bool]] = field(default_factory=list)
+    memory: list[tuple[MemoryMode, Json]] = field(default_factory=list)
     runtime_s: float = 0.0
     foreign_cores: float = math.nan  # CPU used by processes outside this benchmark, in cores
 
@@ -530,8 +651,54 @@ class Report:
         out += [f"| {name} | {value} | {met(ok)} |" for name, value, ok in self.targets]
         out += self.breakdown_section()
         out += self.ocsp_section()
+        out += self.memory_section()
         out += self.profile_section()
         return "\n".join(out) + "\n"
+
+    def memory_section(self) -> list[str]:
+        if not self.memory or self.fixture.memory is None:
+            return []
+        kind = "quick" if self.plan is QUICK else "full"
+        out = [
+            "",
+            MEMORY_HEADING,
+            "",
+            f"Run {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M UTC} ({kind}), "
+            f"{self.runtime_s:.0f} s with everything else it ran; CPU used meanwhile by other processes: "
+            f"{self.foreign_cores:.2f} of {os.cpu_count()} cores.",
+            "",
+            MEMORY_METHOD,
+            "",
+            "| mode | clients seen | held | RSS MB | Δ RSS MB | Δ RSS per held client "
+            "| accounted / budget MB | peak RSS MB |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for mode, result in self.memory:
+            for row in result["rows"]:
+                held = row["old_held"] if mode.entry_bound else row["held"]
+                per_client = row["delta_mb"] * 1024 * 1024 / max(1, held)
+                budget = result["budgets"]["clients"]
+                # The old caches were never weighed: what the budget accounts there is only the summaries.
+                accounted = f"{row['accounted_mb']:.1f} / {budget / 1024 / 1024:.0f}"
+                out.append(
+                    f"| {mode.label} | {row['clients']:,} | {held:,} | {row['rss_mb']:.0f} "
+                    f"| {row['delta_mb']:.0f} | {per_client / 1024:.1f} KB "
+                    f"| {'-' if mode.entry_bound else accounted} | {row['hwm_mb']:.0f} |"
+                )
+        out += [
+            "",
+            "Verdicts per mode (every client once, then the revoked certificate and the first client again):",
+            "",
+        ]
+        for mode, result in self.memory:
+            counts = ", ".join(f"{v} {n:,}" for v, n in sorted(result["verdicts"].items()))
+            out.append(
+                f"- {mode.label}: {counts}; revoked first → {result['revoked_before']}, "
+                f"revoked again after all → {result['revoked_after']}; first client again → "
+                f"{result['first_again']}; baseline RSS {result['base_rss_mb']:.0f} MB "
+                f"({result['wall_s']:.0f} s)"
+            )
+        return out
 
     def family_rows(self, family: FamilySpec) -> list[str]:
         name = family.label
@@ -726,14 +893,46 @@ def own_cpu_seconds() -> float:
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def run(plan: Plan) -> Report:
+def run_memory(report: Report, workdir: Path) -> None:
+    """The memory scenario: one child per mode, RSS at each checkpoint of distinct clients seen."""
+    spec = report.fixture.memory
+    assert spec is not None
+    for number, mode in enumerate(report.plan.memory_modes):
+        progress(f"memory: {mode.label}, up to {max(report.plan.clients):,} distinct clients")
+        result = run_child(
+            {
+                "kind": "memory",
+                "label": mode.label,
+                "good_pem": spec.good_pem,
+                "revoked_pem": spec.revoked_pem,
+                "clients_file": spec.clients_file,
+                "checkpoints": list(report.plan.clients),
+                "entry_bound": mode.entry_bound,
+            },
+            report.fixture,
+            workdir,
+            f"memory-{number}",
+            timeout=1800,
+            env={"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(mode.memory_mb)},
+        )
+        last = result["rows"][-1]
+        progress(
+            f"  {last['clients']:,} clients: RSS {last['rss_mb']:.0f} MB (+{last['delta_mb']:.0f}), "
+            f"accounted {last['accounted_mb']:.1f} MB, peak {last['hwm_mb']:.0f} MB"
+        )
+        report.memory.append((mode, result))
+
+
+def run(plan: Plan, parts: frozenset[str] = PARTS) -> Report:
     started = time.perf_counter()
     busy_before, own_before = busy_cpu_seconds(), own_cpu_seconds()
     with ExitStack() as stack:
         workdir = Path(tempfile.mkdtemp(prefix="authorizer-bench-"))
         stack.callback(shutil.rmtree, workdir, ignore_errors=True)
-        fixture = build_fixture(plan, stack, workdir)
+        fixture = build_fixture(plan, stack, workdir, parts)
         report = Report(plan, fixture)
+        if "memory" in parts:
+            run_memory(report, workdir)
         for family in fixture.families:
             spec = family_spec(family)
             is_1m = family.label == "1M"
@@ -769,6 +968,8 @@ def run(plan: Plan) -> Report:
                 f"seen p50 {fmt_ms(p50(auth['seen']['ms']))} ms, "
                 f"new p50 {fmt_ms(p50(auth['new']['ms']))} ms, peak RSS {auth['peak_rss_mb']:.0f} MB"
             )
+        if "families" not in parts:
+            return finish(report, started, busy_before, own_before)
         progress(f"import time of authorizer.app ({plan.imports} fresh interpreters)")
         report.imports = measure_import(fixture, plan.imports)
         missed = report.evaluate()
@@ -794,10 +995,23 @@ def run(plan: Plan) -> Report:
                 "first": "first request",
             }
             report.profiles.append((f"{label}: {names[scenario]}", prof))
+    return finish(report, started, busy_before, own_before)
+
+
+def finish(report: Report, started: float, busy_before: float, own_before: float) -> Report:
     report.runtime_s = time.perf_counter() - started
     foreign = (busy_cpu_seconds() - busy_before) - (own_cpu_seconds() - own_before)
     report.foreign_cores = max(0.0, foreign) / report.runtime_s
     return report
+
+
+def splice(previous: str, section: str) -> str:
+    """`previous` with its memory section replaced by `section` (appended when it has none)."""
+    start = previous.find(MEMORY_HEADING)
+    head = previous[: start if start >= 0 else len(previous)].rstrip("\n")
+    end = previous.find("\n## ", start + len(MEMORY_HEADING)) if start >= 0 else -1
+    rest = previous[end + 1 :] if end >= 0 else ""
+    return (head + "\n\n" if head else "") + section + ("\n" + rest if rest else "")
 
 
 @contextmanager
@@ -821,12 +1035,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="10k and 100k only, fewer samples")
     parser.add_argument("--output", type=Path, default=RESULTS, help=f"Markdown report (default {RESULTS})")
+    parser.add_argument(
+        "--only",
+        choices=sorted(PARTS),
+        help="run one part: 'memory' replaces only the memory section of the existing report",
+    )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
+    parts = frozenset({args.only}) if args.only else PARTS
     with terminate_cleanly():
-        report = run(plan)
-    text = report.markdown()
-    sys.stdout.write(text)
+        report = run(plan, parts)
+    if "families" in parts:
+        text = report.markdown()
+        sys.stdout.write(text)
+    else:
+        section = "\n".join(report.memory_section()).lstrip("\n") + "\n"
+        sys.stdout.write(section)
+        text = splice(args.output.read_text() if args.output.exists() else "", section)
     args.output.write_text(text)
     progress(f"done in {report.runtime_s:.0f} s; report written to {args.output}")
     return 0

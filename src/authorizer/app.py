@@ -4,33 +4,37 @@
           ──revocation.RevocationChecker──▶ reason ──policy.allows──▶ responses.build_response
 
 State that outlives an invocation (settings, truststore, revocation caches) lives in one
-`Runtime`, built on first use; `reset()` drops it.
+`Runtime`, built on first use; `reset()` drops it. Its caches are bounded by bytes, sized from the
+function's memory (settings.CacheBudget): a client seen before costs a ~1 KB summary here plus its
+decision in the checker, never the two parsed views of its certificate (~40 KB).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from .cache import ExpiringCache
-from .certs import Cert, InvalidCertificate, load_client_cert
+from .cache import Budgets, ExpiringCache
+from .certs import MAX_PEM_CHARS, Cert, InvalidCertificate, load_client_cert
 from .events import AuthorizerRequest, EventFormat, parse_event
 from .fetch import Fetcher
 from .model import CertVerdict, Reason, Source
 from .observability import emit_metrics, logger, traced
 from .policy import allows
 from .responses import ContextValue, build_response
-from .revocation import RevocationChecker, Stats
+from .revocation import PathResult, RevocationChecker, Stats
 from .settings import Settings
 from .trust import CertPath, Untrusted, validate_path
 from .truststore import S3TruststoreLoader, Truststore, TruststoreError
 
 _LAMBDA_MARGIN_SECONDS = 0.5  # leave time to answer before Lambda's own timeout
 _TRUSTSTORE_RETRY_SECONDS = 10.0
-MAX_CACHED_PATHS = 20_000
+MAX_CACHED_CLIENTS = 1_000_000  # a sanity bound only: the byte budget is what limits the cache
 
 
 def _utcnow() -> datetime:
@@ -41,49 +45,48 @@ class TruststoreProvider(Protocol):
     def get(self, deadline: float | None = None) -> Truststore: ...
 
 
+@dataclass(frozen=True, slots=True)
+class ClientSummary:
+    """What the warm path needs of a client certificate: the response's context and the decision's
+    key. Held instead of the parsed certificate, which is ~40 KB once path validation has walked it."""
+
+    fingerprint: str  # SHA-256 of the DER, lowercase hex
+    serial_hex: str
+    subject: str
+    issuer: str
+    truststore_version: str | None = None  # the truststore its path was validated against, if any
+
+    @classmethod
+    def of(cls, cert: Cert) -> ClientSummary:
+        return cls(cert.fingerprint, cert.serial_hex, cert.subject, cert.issuer)
+
+
 @dataclass
 class Runtime:
     settings: Settings
     truststore: TruststoreProvider
     checker: RevocationChecker
     now: Callable[[], datetime]
+    # Sized from the function's memory; `clients` is shared with the checker's per-client caches.
+    budgets: Budgets
     cold: bool = True
-    # Warm-path shortcuts: parsed certificates by PEM, validated paths by (fingerprint, truststore
-    # version), each kept no longer than the certificates on it are valid.
-    certs: ExpiringCache[str, Cert] = field(default_factory=lambda: ExpiringCache(MAX_CACHED_PATHS))
-    paths: ExpiringCache[tuple[str, str], CertPath] = field(
-        default_factory=lambda: ExpiringCache(MAX_CACHED_PATHS)
-    )
+    # The warm path: SHA-256 of the client PEM -> its summary, once its path has validated; kept no
+    # longer than the certificates on that path are valid.
+    clients: ExpiringCache[bytes, ClientSummary] = field(init=False)
 
-    def client_cert(self, pem: str) -> Cert:
-        now = self.now()
-        cert = self.certs.get(pem, now)
-        if cert is None:
-            cert = load_client_cert(pem)
-            self.certs.put(pem, cert, cert.crypto.not_valid_after_utc)
-        return cert
-
-    def validated_path(self, cert: Cert, truststore: Truststore) -> CertPath:
-        now = self.now()
-        key = (cert.fingerprint, truststore.version)
-        path = self.paths.get(key, now)
-        if path is None:
-            skew = self.settings.revocation.clock_skew_seconds
-            path = validate_path(cert, truststore, now, skew)
-            expiry = min(c.crypto.not_valid_after_utc for c in path.certs) + timedelta(seconds=skew)
-            self.paths.put(key, path, expiry)
-        return path
+    def __post_init__(self) -> None:
+        self.clients = ExpiringCache(MAX_CACHED_CLIENTS, budget=self.budgets.clients)
 
 
 @dataclass(frozen=True)
 class Decision:
     reason: Reason
     allow: bool
-    cert: Cert | None = None
+    client: ClientSummary | None = None
     source: Source = Source.NONE
     detail: str = ""
     stats: Stats | None = None
-    path: CertPath | None = None
+    path: CertPath | None = None  # only when the path was validated for this request (the CLI's report)
     verdicts: tuple[CertVerdict, ...] = ()
 
 
@@ -111,12 +114,23 @@ def build_runtime(
     truststore: TruststoreProvider,
     clock: Callable[[], datetime] = _utcnow,
     fetcher: Fetcher | None = None,
+    s3_client: Callable[[], Any] | None = None,
 ) -> Runtime:
-    """Everything a decision needs; the Lambda builds one per container, the CLI one per run."""
+    """Everything a decision needs; the Lambda builds one per container, the CLI one per run.
+    `s3_client` makes the S3 client for the revocation sources that read S3 (None: no S3)."""
+    budgets = Budgets.of(settings.cache.client_bytes, settings.cache.crl_bytes)
     checker = RevocationChecker(
-        settings.revocation, settings.fetch, settings.failure_backoff_seconds, clock, fetcher
+        settings.revocation,
+        settings.fetch,
+        settings.failure_backoff_seconds,
+        clock,
+        fetcher,
+        sources=settings.sources,
+        s3_client=s3_client,
+        log=lambda problem: logger.warning("revocation source problem", extra={"problem": problem}),
+        budgets=budgets,
     )
-    return Runtime(settings, truststore, checker, clock)
+    return Runtime(settings, truststore, checker, clock, budgets)
 
 
 def _build_runtime(clock: Callable[[], datetime] = _utcnow) -> Runtime:
@@ -133,7 +147,7 @@ def _build_runtime(clock: Callable[[], datetime] = _utcnow) -> Runtime:
         on_load=_log_truststore,
         on_error=lambda error: logger.error("truststore could not be read", extra={"error": error}),
     )
-    return build_runtime(settings, loader, clock)
+    return build_runtime(settings, loader, clock, s3_client=_s3_client)
 
 
 def _log_truststore(truststore: Truststore) -> None:
@@ -180,35 +194,71 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
 
 
 def decide(request: AuthorizerRequest, runtime: Runtime, deadline: float) -> Decision:
-    """The decision for one request: every failure ends as a Deny with a reason."""
-    if request.cert_pem is None:
+    """The decision for one request: every failure ends as a Deny with a reason.
+
+    Warm path: a client whose path validated against this truststore, with a decision the checker
+    still holds, needs neither parsing nor validation. Anything else (first sight, an evicted or
+    expired entry, a new truststore, data no longer fresh) takes the full path and is recomputed.
+    """
+    pem = request.cert_pem
+    if pem is None:
         return Decision(Reason.INVALID_REQUEST, False, detail="no client certificate in the event")
-    try:
-        cert = runtime.client_cert(request.cert_pem)
-    except InvalidCertificate as exc:
-        return Decision(Reason.INVALID_REQUEST, False, detail=str(exc))
+    key = _pem_key(pem)
+    client = runtime.clients.get(key, runtime.now()) if key else None
+    cert: Cert | None = None
+    if client is None:
+        try:
+            cert = load_client_cert(pem)
+        except InvalidCertificate as exc:
+            return Decision(Reason.INVALID_REQUEST, False, detail=str(exc))
+        client = ClientSummary.of(cert)
     try:
         truststore = runtime.truststore.get(deadline)
     except TruststoreError as exc:
-        return Decision(Reason.UNTRUSTED, False, cert, detail=str(exc))
+        return Decision(Reason.UNTRUSTED, False, client, detail=str(exc))
+    if client.truststore_version == truststore.version:
+        held = runtime.checker.cached_result(client.fingerprint, truststore.version)
+        if held is not None:
+            return _decision(held, client, runtime)
+    if cert is None:
+        cert = load_client_cert(pem)  # parsed when it was first seen: it parses again
+    now = runtime.now()
+    skew = runtime.settings.revocation.clock_skew_seconds
     try:
-        path = runtime.validated_path(cert, truststore)
+        path = validate_path(cert, truststore, now, skew)
     except Untrusted as exc:
-        return Decision(Reason.UNTRUSTED, False, cert, detail=str(exc))
+        return Decision(Reason.UNTRUSTED, False, client, detail=str(exc))
+    client = dataclasses.replace(client, truststore_version=truststore.version)
+    if key:
+        expiry = min(c.crypto.not_valid_after_utc for c in path.certs) + timedelta(seconds=skew)
+        runtime.clients.put(key, client, expiry)
     try:
         result = runtime.checker.check(path, truststore.version, deadline)
     except Exception:
         logger.exception("revocation check failed; treating revocation as unavailable")
-        verdict = CertVerdict(cert.subject, Reason.REVOCATION_UNAVAILABLE, Source.NONE, "internal error")
+        verdict = CertVerdict(client.subject, Reason.REVOCATION_UNAVAILABLE, Source.NONE, "internal error")
         allow = allows(verdict.reason, runtime.settings.revocation)
-        return Decision(verdict.reason, allow, cert, verdict.source, verdict.detail, path=path)
+        return Decision(verdict.reason, allow, client, verdict.source, verdict.detail, path=path)
+    return _decision(result, client, runtime, path)
+
+
+def _pem_key(pem: str) -> bytes:
+    """The clients cache's key: a digest, not the ~1.3 KB PEM itself (b"" for a PEM too large to parse)."""
+    if len(pem) > MAX_PEM_CHARS:
+        return b""
+    return hashlib.sha256(pem.encode("utf-8", "surrogatepass")).digest()
+
+
+def _decision(
+    result: PathResult, client: ClientSummary, runtime: Runtime, path: CertPath | None = None
+) -> Decision:
     for use in result.stats.stale_uses:
         logger.warning("using revocation data past nextUpdate within the stale grace", extra={"use": use})
     reason = result.verdict.reason
     return Decision(
         reason,
         allows(reason, runtime.settings.revocation),
-        cert,
+        client,
         result.verdict.source,
         result.verdict.detail,
         result.stats,
@@ -243,13 +293,13 @@ def _respond(
     request: AuthorizerRequest, decision: Decision, simple: bool, started: float, context: Any
 ) -> dict[str, Any]:
     answer: dict[str, ContextValue] = {"reason": decision.reason.value}
-    cert = decision.cert
-    if cert is not None:
+    client = decision.client
+    if client is not None:
         answer.update(
-            certSerial=cert.serial_hex,
-            certFingerprintSha256=cert.fingerprint,
-            certSubject=cert.subject,
-            certIssuer=cert.issuer,
+            certSerial=client.serial_hex,
+            certFingerprintSha256=client.fingerprint,
+            certSubject=client.subject,
+            certIssuer=client.issuer,
             revocationSource=decision.source.value,
         )
     duration_ms = round((time.monotonic() - started) * 1000, 3)
@@ -272,4 +322,4 @@ def _respond(
     emit_metrics(
         decision.allow, decision.reason, decision.source, decision.stats, duration_ms, _take_cold_start()
     )
-    return build_response(request, decision.allow, cert.subject if cert else "", answer, simple)
+    return build_response(request, decision.allow, client.subject if client else "", answer, simple)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-DEFAULT_BLOCKED_NETWORKS = "127.0.0.0/8,::1/128,169.254.0.0/16,fe80::/10"
+DEFAULT_BLOCKED_NETWORKS = "127.0.0.0/8,::1/128,169.254.0.0/16,fe80::/10,0.0.0.0/8,::/128,fd00:ec2::254/128"
 
 
 class Depth(enum.Enum):
@@ -48,6 +48,47 @@ class FetchPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class SourcesConfig:
+    """Revocation sources beyond the certificate's own URLs: CRLs read from S3, and a denylist."""
+
+    crl_s3_uris: tuple[str, ...] = ()  # REVOCATION_CRL_S3_URI: s3://bucket/prefix/, comma-separated
+    crl_s3_buckets: frozenset[str] = frozenset()  # CDP URLs into these buckets are read through S3
+    denylist_uri: str = ""  # REVOCATION_DENYLIST_S3_URI: s3://bucket/key (the CLI also takes a path)
+    s3_refresh_seconds: float = 60.0
+    crl_files: tuple[str, ...] = ()  # `check --crl`: CRL files handed over on the command line
+
+    @property
+    def s3_buckets(self) -> frozenset[str]:
+        """Every bucket a distribution point may be read from through the function's role."""
+        return self.crl_s3_buckets | {uri[5:].split("/", 1)[0] for uri in self.crl_s3_uris}
+
+
+DEFAULT_MEMORY_MB = 1024  # when AWS_LAMBDA_FUNCTION_MEMORY_SIZE is absent (the CLI, tests)
+RUNTIME_RESERVE_MB = 64  # interpreter, libraries and boto3: idle RSS measured at 54 MB (benchmarks)
+CLIENT_CACHE_SHARE = 0.25  # of the memory left after the reserve: everything cached per client
+CRL_CACHE_SHARE = 0.35  # of the same: verified CRL indexes
+_MIB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class CacheBudget:
+    """Byte budgets of the caches that outlive an invocation, derived from the function's memory.
+
+    The rest (40% of what the reserve leaves) is headroom for what no cache holds: a CRL being
+    parsed (about twice its index while it is built, plus its DER), and each request's own garbage.
+    """
+
+    memory_mb: int
+    client_bytes: int  # shared by the per-client caches: certificate summaries, decisions, OCSP answers
+    crl_bytes: int  # CRL indexes; one CRL bigger than this is still kept (see cache.ByteBudget)
+
+    @classmethod
+    def for_memory(cls, memory_mb: int) -> CacheBudget:
+        usable = max(memory_mb - RUNTIME_RESERVE_MB, memory_mb / 2) * _MIB
+        return cls(memory_mb, int(usable * CLIENT_CACHE_SHARE), int(usable * CRL_CACHE_SHARE))
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     truststore_bucket: str = ""
     truststore_key: str = "truststore.pem"
@@ -58,6 +99,8 @@ class Settings:
     failure_backoff_seconds: float = 10.0
     revocation: RevocationPolicy = field(default_factory=RevocationPolicy)
     fetch: FetchPolicy = field(default_factory=FetchPolicy)
+    cache: CacheBudget = field(default_factory=lambda: CacheBudget.for_memory(DEFAULT_MEMORY_MB))
+    sources: SourcesConfig = field(default_factory=SourcesConfig)
     problems: tuple[str, ...] = ()
 
     @classmethod
@@ -77,6 +120,8 @@ class Settings:
             max_crl_bytes=int(reader.number("MAX_CRL_BYTES", 64 * 1024 * 1024, minimum=1)),
             max_ocsp_bytes=int(reader.number("MAX_OCSP_BYTES", 64 * 1024, minimum=1)),
         )
+        # Set by Lambda (128-10240 MB); smaller values are accepted, for tests and local runs.
+        memory_mb = reader.integer("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", DEFAULT_MEMORY_MB)
         return cls(
             truststore_bucket=reader.text("TRUSTSTORE_BUCKET", ""),
             truststore_key=reader.text("TRUSTSTORE_KEY", "truststore.pem"),
@@ -88,6 +133,13 @@ class Settings:
             failure_backoff_seconds=reader.number("REVOCATION_FAILURE_BACKOFF_SECONDS", 10.0),
             revocation=revocation,
             fetch=fetch,
+            cache=CacheBudget.for_memory(memory_mb),
+            sources=SourcesConfig(
+                crl_s3_uris=reader.s3_uris("REVOCATION_CRL_S3_URI", prefixes=True),
+                crl_s3_buckets=frozenset(reader.words("CRL_S3_BUCKETS")),
+                denylist_uri=next(iter(reader.s3_uris("REVOCATION_DENYLIST_S3_URI", prefixes=False)), ""),
+                s3_refresh_seconds=reader.number("REVOCATION_S3_REFRESH_SECONDS", 60.0, minimum=1),
+            ),
             problems=tuple(reader.problems),
         )
 
@@ -101,6 +153,22 @@ class _Reader:
 
     def text(self, name: str, default: str) -> str:
         return self.env.get(name, default).strip()
+
+    def words(self, name: str) -> list[str]:
+        return [part for part in (p.strip() for p in self.env.get(name, "").split(",")) if part]
+
+    def s3_uris(self, name: str, prefixes: bool) -> tuple[str, ...]:
+        """s3://bucket/... URIs; a bad one is recorded and kept as given, so the source fails closed
+        (unreadable) rather than silently disappearing."""
+        uris = []
+        for uri in self.words(name):
+            bucket, _, rest = uri.removeprefix("s3://").partition("/")
+            if not uri.startswith("s3://") or not bucket or not (prefixes or rest):
+                self.problems.append(
+                    f"{name}: {uri!r} is not an s3://bucket/{'prefix/' if prefixes else 'key'} URI"
+                )
+            uris.append(uri)
+        return tuple(uris)
 
     def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
         value = self.text(name, default).lower() or default
@@ -119,6 +187,19 @@ class _Reader:
             value = float("nan")
         if not value >= minimum or value == float("inf"):
             self.problems.append(f"{name}={raw!r} is not a number >= {minimum}; using {default}")
+            return default
+        return value
+
+    def integer(self, name: str, default: int, minimum: int = 1) -> int:
+        raw = self.text(name, "")
+        if not raw:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            self.problems.append(f"{name}={raw!r} is not an integer >= {minimum}; using {default}")
             return default
         return value
 
