@@ -1,13 +1,16 @@
 """A throwaway PKI made with the ``openssl`` CLI, shaped like the original AWS blog article's issuers.
 
-Three issuers, each a root plus an issuing CA, each issuing two client certificates (RSA and ECDSA):
+Four issuers, each a root plus an issuing CA, each issuing two client certificates (RSA and ECDSA):
 
-- ``private``: client certificates carry no revocation information at all (no AIA, no CDP);
+- ``private``: client certificates carry no revocation information at all (no AIA, no CDP); the demo
+               revokes one through the operator's denylist;
 - ``ocsp``:    client certificates name an OCSP responder (AIA), answered by ``openssl ocsp`` from the issuing
                CA's ``index.txt`` with a delegated responder certificate; the issuing CA names its root's OCSP
                responder (which signs with the root itself);
-- ``crl``:     like AWS Private CA: client certificates and the issuing CA name a CRL (CDP), made with
-               ``openssl ca -gencrl`` and published in DER.
+- ``crl``:     client certificates and the issuing CA name a CRL (CDP), made with ``openssl ca -gencrl`` and
+               published in DER over HTTP;
+- ``pca``:     like AWS Private CA with ``OmitExtension``: certificates name no CDP and no AIA, and each CA's
+               CRL (DER) is written to a private bucket at ``crl/<CA-ID>.crl``, read through S3.
 
 Every CA is an ``openssl ca`` database in its own folder, so revoking is ``openssl ca -revoke`` and
 publishing a CRL is ``openssl ca -gencrl``, exactly as an operator of such a CA would do it.
@@ -36,6 +39,7 @@ class Shape(Enum):
     PRIVATE = "private"
     OCSP = "ocsp"
     CRL = "crl"
+    PCA = "pca"  # CRLs only in an S3 bucket, certificates without a CDP (AWS Private CA, OmitExtension)
 
 
 class OpenSSLError(RuntimeError):
@@ -308,11 +312,13 @@ CA_KEYS: dict[Shape, tuple[KeyType, KeyType]] = {
     Shape.PRIVATE: ("rsa", "rsa"),
     Shape.OCSP: ("ecdsa", "ecdsa"),
     Shape.CRL: ("rsa", "ecdsa"),
+    Shape.PCA: ("ecdsa", "rsa"),
 }
 TITLES = {
     Shape.PRIVATE: "Private",
     Shape.OCSP: "OCSP",
     Shape.CRL: "CRL",
+    Shape.PCA: "PCA-style",
 }
 
 
@@ -349,8 +355,10 @@ def build_issuer(workdir: Path, shape: Shape, urls: Urls | None = None) -> Issue
     return Issuer(shape, root, issuing, issuing_cert, clients, responder)
 
 
-def build_pki(workdir: Path, urls: Urls | None = None) -> dict[Shape, Issuer]:
-    """All three issuers, and ``truststore.pem`` (every root and issuing CA) in ``workdir``."""
-    issuers = {shape: build_issuer(workdir, shape, urls) for shape in Shape}
+def build_pki(
+    workdir: Path, urls: Urls | None = None, shapes: Sequence[Shape] = tuple(Shape)
+) -> dict[Shape, Issuer]:
+    """The issuers of ``shapes``, and ``truststore.pem`` (their roots and issuing CAs) in ``workdir``."""
+    issuers = {shape: build_issuer(workdir, shape, urls) for shape in shapes}
     (workdir / "truststore.pem").write_text("".join(i.chain_pem for i in issuers.values()))
     return issuers

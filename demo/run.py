@@ -1,10 +1,13 @@
 """`make demo`: the real authorizer end to end on this machine, with nothing but openssl and Python.
 
 1. a throwaway PKI made with the openssl CLI: a private CA whose clients declare no revocation info, a CA
-   whose clients name an OCSP responder, and a CA publishing CRLs like AWS Private CA;
-2. loopback servers: `openssl ocsp`, a CRL HTTP server, S3 (moto) holding a versioned truststore.pem;
+   whose clients name an OCSP responder, a CA whose clients name a CRL served over HTTP, and a CA shaped
+   like AWS Private CA with OmitExtension (no CDP in its certificates, CRLs only in a private bucket at
+   crl/<CA-ID>.crl);
+2. loopback servers: `openssl ocsp`, a CRL HTTP server, S3 (moto) holding a versioned truststore.pem, the
+   private CRL bucket (REVOCATION_CRL_S3_URI) and the denylist (REVOCATION_DENYLIST_S3_URI);
 3. `lambda_handler` for every certificate, REST and HTTP API 2.0 events, then live revocation
-   (`openssl ca -revoke`, `openssl ca -gencrl`) and again;
+   (`openssl ca -revoke`, `openssl ca -gencrl`, a new CRL object in the bucket, a denylist entry) and again;
 4. a table of decisions; everything started is stopped and removed on exit, Ctrl-C included.
 
 Exit status: 0 when every decision is the expected one, 1 otherwise, 130 on Ctrl-C.
@@ -41,14 +44,26 @@ from demo.servers import CRLServer, OCSPResponder, S3Server  # noqa: E402
 REGION = "eu-west-1"
 BUCKET = "mtls-demo-truststore"
 KEY = "truststore.pem"
+PCA_BUCKET = "mtls-demo-pca-crls"  # where AWS Private CA would write each CA's CRL
+CRL_SET_URI = f"s3://{PCA_BUCKET}/crl/"
+DENYLIST_URI = "s3://mtls-demo-ops/denylist.txt"
+# Small so the warm container picks up the S3 changes within the demo (production default: 60 s).
+S3_REFRESH_SECONDS = 1
+PICK_UP_SECONDS = 15.0  # how long the warm round waits for a container to see an S3 change
 GARBAGE_PEM = "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n"
 FORMATS = ("REST", "HTTP-2.0")
 COLUMNS = ("phase", "certificate", "format", "decision", "reason", "source", "ms", "check")
-REVOKED_CLIENT = {Shape.OCSP: 1, Shape.CRL: 0}  # the ECDSA client of the OCSP CA, the RSA one of the CRL CA
+# Which client of each issuer is revoked between the rounds (0 RSA, 1 ECDSA); the private CA's is revoked
+# through the denylist, since that CA publishes nothing.
+REVOKED_CLIENT = {Shape.PRIVATE: 1, Shape.OCSP: 1, Shape.CRL: 0, Shape.PCA: 0}
+S3_SHAPES = (Shape.PCA, Shape.PRIVATE)  # revoked through S3: a warm container sees it within the refresh
 PHASES = {
-    "before": "new container (caches empty), nothing revoked yet",
-    "warm": "the same container right after the revocations: cached answers still hold",
-    "after": "new container (caches empty) after the revocations",
+    "before": ("new container (caches empty), nothing revoked yet",),
+    "warm": (
+        "the same container right after the revocations: cached OCSP/CRL answers still hold, while the",
+        f"S3 CRLs and the denylist are re-read every {S3_REFRESH_SECONDS} s (REVOCATION_S3_REFRESH_SECONDS)",
+    ),
+    "after": ("new container (caches empty) after the revocations",),
 }
 
 
@@ -68,6 +83,11 @@ class Client:
     @property
     def expected_after(self) -> tuple[str, str]:
         return ("Deny", "revoked") if self.revoke else self.expected_before
+
+    @property
+    def expected_warm(self) -> tuple[str, str]:
+        """Cached OCSP/CRL answers hold in a warm container; S3 changes arrive within the refresh."""
+        return self.expected_after if self.issuer.shape in S3_SHAPES else self.expected_before
 
 
 @dataclass(frozen=True)
@@ -153,18 +173,20 @@ class Demo:
         crl_paths = {
             "root": f"/crl/{uuid.uuid4()}.crl",
             "issuing": f"/crl/{uuid.uuid4()}.crl",
-        }  # Private CA style
+        }
         urls = Urls(
             root_ocsp=ocsp_ports.url(ocsp_ports.root),
             issuing_ocsp=ocsp_ports.url(ocsp_ports.issuing),
             root_crl=crl_server.url(crl_paths["root"]),
             issuing_crl=crl_server.url(crl_paths["issuing"]),
         )
+        # AWS Private CA names each CA by a UUID and writes its CRL to crl/<CA-ID>.crl.
+        pca_keys = {"root": f"crl/{uuid.uuid4()}.crl", "issuing": f"crl/{uuid.uuid4()}.crl"}
 
         self.say("\n[1/4] throwaway PKI with the openssl CLI (openssl genpkey / req / ca)")
         issuers = build_pki(workdir, urls)
-        clients = self.describe_pki(issuers, urls)
-        ocsp_issuer, crl_issuer = issuers[Shape.OCSP], issuers[Shape.CRL]
+        clients = self.describe_pki(issuers, urls, pca_keys)
+        ocsp_issuer, crl_issuer, pca_issuer = issuers[Shape.OCSP], issuers[Shape.CRL], issuers[Shape.PCA]
 
         self.say("\n[2/4] loopback servers")
         responders = [
@@ -188,11 +210,26 @@ class Demo:
         self.say(f"  CRL HTTP server on 127.0.0.1:{crl_server.port}: 2 DER CRLs, nextUpdate in 1 h")
         s3 = self.start("S3 (moto)", S3Server(REGION))
         self.configure(s3.endpoint, workdir)
-        version = s3.upload_truststore(BUCKET, KEY, (workdir / "truststore.pem").read_bytes())
+        truststore = (workdir / "truststore.pem").read_bytes()
+        version = s3.upload_truststore(BUCKET, KEY, truststore)
         os.environ["TRUSTSTORE_VERSION"] = version  # pinned, as production should
-        self.say(f"  S3 (moto) at {s3.endpoint}: versioned bucket {BUCKET}, {KEY} = the 6 CA certificates")
+        count = truststore.count(b"BEGIN CERTIFICATE")
+        self.say(f"  S3 (moto) at {s3.endpoint}: versioned bucket {BUCKET}, {KEY} = the {count} CA certs")
+        # The CRL bucket as Private CA leaves it: its permission probe object, then one DER CRL per CA.
+        s3.create_bucket(PCA_BUCKET)
+        s3.put(PCA_BUCKET, "acm-pca-permission-test-key", b"permission test")
+        s3.put(PCA_BUCKET, pca_keys["root"], pca_issuer.root.crl_der(), "application/pkix-crl")
+        s3.put(PCA_BUCKET, pca_keys["issuing"], pca_issuer.issuing.crl_der(), "application/pkix-crl")
+        self.say(f"  private bucket {PCA_BUCKET} (Block Public Access on): {pca_keys['root']},")
+        self.say(f"    {pca_keys['issuing']} and acm-pca-permission-test-key (not a CRL: skipped)")
+        s3.create_bucket(DENYLIST_URI[5:].split("/", 1)[0], versioned=True)  # versions keep the history
+        store = self.denylist_store(s3)
+        store.edit(lambda denylist: denylist)  # an empty denylist: one that cannot be read denies everyone
+        self.say(f"  denylist {DENYLIST_URI} in a versioned bucket: empty")
         self.say(f"  env: TRUSTSTORE_BUCKET={BUCKET} TRUSTSTORE_KEY={KEY}")
         self.say(f"       TRUSTSTORE_VERSION={version} (the uploaded VersionId, pinned)")
+        self.say(f"       REVOCATION_CRL_S3_URI={CRL_SET_URI} REVOCATION_DENYLIST_S3_URI={DENYLIST_URI}")
+        self.say(f"       REVOCATION_S3_REFRESH_SECONDS={S3_REFRESH_SECONDS} (production default 60)")
         self.say("       FETCH_BLOCKED_NETWORKS='' because the demo's OCSP responders and CRL server listen")
         self.say("       on 127.0.0.1, which the default blocklist refuses (keep the default in production)")
         from authorizer import app  # after the environment is set: Powertools reads it at import
@@ -210,25 +247,22 @@ class Demo:
         self.invoke(app.lambda_handler, "before", "garbage-pem", GARBAGE_PEM, invalid)
 
         self.say("\n[4/4] revoking live")
+        published: dict[str, float] = {}  # label -> when the revocation was out (monotonic)
         for client in clients:
             if client.revoke:
-                client.issuer.issuing.revoke(client.issued)
-                ca = client.issuer.issuing.common_name
-                self.say(f"  {ca}: openssl ca -revoke {client.issued.cert_path.name}")
-                if client.issuer.shape is Shape.OCSP:
-                    status = responders[0].wait_for_status(client.issued, "revoked")
-                    self.say(f"    OCSP: the responder reloaded index.txt and now answers {status!r}")
-                else:
-                    crl_server.publish(crl_paths["issuing"], client.issuer.issuing.crl_der())
-                    self.say("    CRL: openssl ca -gencrl; the new CRL replaced the served file")
+                self.revoke(client, responders[0], crl_server, crl_paths["issuing"], s3, pca_keys, store)
+                published[client.label] = time.monotonic()
         self.say("  warm container (no reset) answers from its cached good data until that data expires:")
         self.say("    OCSP at nextUpdate (1 min here), CRL at nextUpdate (1 h here), both at most")
-        self.say("    REVOCATION_CACHE_MAX_AGE_SECONDS (3600 by default)")
+        self.say("    REVOCATION_CACHE_MAX_AGE_SECONDS (3600 by default); the S3 CRLs and the denylist are")
+        self.say(f"    re-read every REVOCATION_S3_REFRESH_SECONDS ({S3_REFRESH_SECONDS} s here, default 60)")
         for client in clients:
             if client.revoke:
-                self.invoke(
-                    app.lambda_handler, "warm", client.label, client.issued.pem, client.expected_before
-                )
+                if client.issuer.shape in S3_SHAPES:
+                    self.wait_for(app.lambda_handler, client.issued.pem, client.expected_warm)
+                    seen = time.monotonic() - published[client.label]
+                    self.say(f"    {client.label}: the warm container applied it {seen:.1f} s after writing")
+                self.invoke(app.lambda_handler, "warm", client.label, client.issued.pem, client.expected_warm)
         self.say("  round 2: app.reset() -> new container (caches empty)")
         app.reset()
         for client in clients:
@@ -236,8 +270,9 @@ class Demo:
 
         self.say("\nResults. ms: the whole lambda_handler call; a container's first call also loads")
         self.say("truststore.pem from S3, a source's first use fetches it, later calls use the caches.")
-        for name, text in PHASES.items():
-            self.say(f"  {name:<6} = {text}")
+        for name, lines in PHASES.items():
+            for n, text in enumerate(lines):
+                self.say(f"  {name if n == 0 else '':<6} {'=' if n == 0 else ' '} {text}")
         self.say("")
         self.say(format_table(self.rows))
         good = sum(row.ok for row in self.rows)
@@ -245,10 +280,72 @@ class Demo:
         self.say(f"\n{good}/{len(self.rows)} decisions as expected; demo ran in {elapsed:.1f} s")
         return 0 if good == len(self.rows) else 1
 
-    def describe_pki(self, issuers: dict[Shape, Issuer], urls: Urls) -> list[Client]:
+    def denylist_store(self, s3: S3Server) -> Any:
+        """The denylist as the CLI edits it (conditional writes on the ETag), with the operator's client."""
+        from authorizer.denylist_store import DenylistStore
+
+        return DenylistStore(DENYLIST_URI, s3.client)
+
+    def revoke(
+        self,
+        client: Client,
+        responder: OCSPResponder,
+        crl_server: CRLServer,
+        crl_path: str,
+        s3: S3Server,
+        pca_keys: dict[str, str],
+        store: Any,
+    ) -> None:
+        """Revoke ``client`` the way its issuer's operator would, and publish the news."""
+        shape = client.issuer.shape
+        name = client.issued.cert_path.name
+        if shape is Shape.PRIVATE:
+            from authorizer.certs import load_client_cert
+            from authorizer.denylist import entry_for
+
+            entry = entry_for(load_client_cert(client.issued.pem), "keyCompromise")
+            store.edit(lambda denylist: denylist.with_entry(entry))
+            self.say(f"  {client.issuer.issuing.common_name} publishes nothing: the operator's denylist")
+            self.say(f"    mtls-authorizer revoke --cert {name} --reason keyCompromise \\")
+            self.say(f"        --denylist {DENYLIST_URI}")
+            self.say(f"    (a conditional write on the ETag) -> {entry.line()[:24]}...  keyCompromise")
+            return
+        client.issuer.issuing.revoke(client.issued)
+        self.say(f"  {client.issuer.issuing.common_name}: openssl ca -revoke {name}")
+        if shape is Shape.OCSP:
+            status = responder.wait_for_status(client.issued, "revoked")
+            self.say(f"    OCSP: the responder reloaded index.txt and now answers {status!r}")
+        elif shape is Shape.CRL:
+            crl_server.publish(crl_path, client.issuer.issuing.crl_der())
+            self.say("    CRL: openssl ca -gencrl; the new CRL replaced the served file")
+        else:
+            crl_der = client.issuer.issuing.crl_der()
+            s3.put(PCA_BUCKET, pca_keys["issuing"], crl_der, "application/pkix-crl")
+            self.say(f"    CRL: openssl ca -gencrl, written to s3://{PCA_BUCKET}/{pca_keys['issuing']}")
+            self.say("    (AWS Private CA does this about 30 minutes after a revocation)")
+
+    def wait_for(
+        self, handler: Callable[[Any, Any], dict[str, Any]], pem: str, expected: tuple[str, str]
+    ) -> None:
+        """Ask (unrecorded) until the decision is ``expected`` or PICK_UP_SECONDS pass (then the
+        recorded call shows what it is instead)."""
+        from authorizer.sample_events import rest_event
+
+        began = time.monotonic()
+        while time.monotonic() - began < PICK_UP_SECONDS:
+            if outcome(handler(rest_event(pem), FakeLambdaContext()))[:2] == expected:
+                return
+            time.sleep(0.1)
+
+    def describe_pki(
+        self, issuers: dict[Shape, Issuer], urls: Urls, pca_keys: dict[str, str]
+    ) -> list[Client]:
         """Print what was made; the clients the rounds ask about, two per issuer."""
         revocation = {
-            Shape.PRIVATE: ["client certs carry no AIA and no CDP"],
+            Shape.PRIVATE: [
+                "client certs carry no AIA and no CDP",
+                f"  (revoked through the operator's denylist, {DENYLIST_URI})",
+            ],
             Shape.OCSP: [
                 f"client certs: AIA OCSP {urls.issuing_ocsp}",
                 "  (openssl ocsp; delegated responder cert with OCSPSigning EKU)",
@@ -257,7 +354,12 @@ class Demo:
             Shape.CRL: [
                 f"client certs: CDP {urls.issuing_crl}",
                 f"issuing CA: CDP {urls.root_crl}",
-                "  (like AWS Private CA: openssl ca -gencrl, served in DER)",
+                "  (openssl ca -gencrl, served in DER over HTTP)",
+            ],
+            Shape.PCA: [
+                "like AWS Private CA with OmitExtension: certs carry no CDP and no AIA;",
+                f"  each CA's DER CRL is only in the private bucket, s3://{PCA_BUCKET}/crl/<CA-ID>.crl:",
+                f"  root {pca_keys['root']}, issuing {pca_keys['issuing']}",
             ],
         }
         clients: list[Client] = []
@@ -269,8 +371,8 @@ class Demo:
             for line in revocation[shape]:
                 self.say(f"      {line}")
             for issued in issuer.clients:
-                # One client of each revocation-publishing issuer is revoked between the rounds.
-                revoke = shape is not Shape.PRIVATE and issued is issuer.clients[REVOKED_CLIENT[shape]]
+                # One client of each issuer is revoked between the rounds.
+                revoke = issued is issuer.clients[REVOKED_CLIENT[shape]]
                 label = f"{shape.value}-{issued.key_type}" + ("*" if revoke else "")
                 clients.append(Client(label, issued, issuer, revoke))
                 self.say(
@@ -295,6 +397,9 @@ class Demo:
             "TRUSTSTORE_KEY": KEY,
             "TRUSTSTORE_VERSION": "",  # set once the truststore is uploaded
             "FETCH_BLOCKED_NETWORKS": "",
+            "REVOCATION_CRL_S3_URI": CRL_SET_URI,
+            "REVOCATION_DENYLIST_S3_URI": DENYLIST_URI,
+            "REVOCATION_S3_REFRESH_SECONDS": str(S3_REFRESH_SECONDS),
             "POWERTOOLS_LOG_LEVEL": "WARNING",
             "LOG_LEVEL": "WARNING",
             "POWERTOOLS_METRICS_DISABLED": "true",

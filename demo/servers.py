@@ -196,7 +196,7 @@ class CRLServer:
 
 # --------------------------------------------------------------------------------------------- S3
 class S3Server:
-    """moto's S3 on loopback, and a versioned bucket holding ``truststore.pem``."""
+    """moto's S3 on loopback: the versioned truststore bucket, a private CRL bucket, the denylist."""
 
     def __init__(self, region: str) -> None:
         self.port = free_port()
@@ -212,13 +212,37 @@ class S3Server:
         self._server.start()
         wait_for_port(self.port)
 
-    def upload_truststore(self, bucket: str, key: str, body: bytes) -> str:
-        """Create a versioned ``bucket``, put ``key`` and return the new object's VersionId."""
+    def client(self) -> Any:
+        """A boto3 S3 client of this server (the demo's own credentials, as an operator's would be)."""
         import boto3
 
-        s3 = boto3.client("s3", endpoint_url=self.endpoint, region_name=self.region)
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name=self.region)
+
+    def create_bucket(self, bucket: str, versioned: bool = False) -> None:
+        """A bucket with S3 Block Public Access on, as AWS recommends for a Private CA CRL bucket."""
+        s3 = self.client()
         s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": self.region})
-        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+        s3.put_public_access_block(
+            Bucket=bucket,
+            PublicAccessBlockConfiguration={
+                "BlockPublicAcls": True,
+                "IgnorePublicAcls": True,
+                "BlockPublicPolicy": True,
+                "RestrictPublicBuckets": True,
+            },
+        )
+        if versioned:
+            s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+
+    def put(self, bucket: str, key: str, body: bytes, content_type: str = "application/octet-stream") -> str:
+        """Write ``key`` (replacing it); its ETag."""
+        put = self.client().put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
+        return str(put["ETag"])
+
+    def upload_truststore(self, bucket: str, key: str, body: bytes) -> str:
+        """Create a versioned ``bucket``, put ``key`` and return the new object's VersionId."""
+        self.create_bucket(bucket, versioned=True)
+        s3 = self.client()
         put = s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/x-pem-file")
         return str(put["VersionId"])
 

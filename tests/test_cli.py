@@ -72,12 +72,29 @@ def test_check_untrusted_is_a_deny_not_a_usage_error(files: Path, world: World) 
     [
         ("check", "--cert", "missing.pem", "--truststore", "missing.pem"),
         ("check", "--truststore", "x.pem"),
+        ("check", "--cert", "x.pem", "--truststore", "x.pem", "--crl"),
+        ("revoke", "--cert", "x.pem"),
+        ("unrevoke", "--denylist", "denylist.txt"),
+        ("list",),
         ("frobnicate",),
         (),
     ],
 )
 def test_usage_errors_exit_2(files: Path, args: tuple[str, ...]) -> None:
     assert run(*args)[0] == 2
+
+
+def test_help_names_every_command_and_the_reasons() -> None:
+    from authorizer.denylist import REASONS
+
+    code, out, _ = run("--help")
+    assert code == 0
+    for command in ("check", "revoke", "unrevoke", "list", "event"):
+        assert command in out
+    code, out, _ = run("revoke", "--help")
+    assert code == 0 and all(reason in " ".join(out.split()) for reason in REASONS)
+    code, out, _ = run("check", "--help")
+    assert code == 0 and "--crl" in out and "--denylist" in out
 
 
 def test_a_file_that_is_not_a_certificate_is_a_usage_error(files: Path) -> None:

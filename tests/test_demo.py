@@ -16,7 +16,7 @@ from cryptography import x509
 from authorizer.certs import load_client_cert
 from authorizer.events import EventFormat, parse_event
 from demo.make_events import CASES, generate
-from demo.pki import OpenSSLError, Shape, openssl_binary
+from demo.pki import OpenSSLError, Shape, build_issuer, openssl_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = [sys.executable, str(ROOT / "demo" / "run.py")]
@@ -29,24 +29,33 @@ except OpenSSLError:  # pragma: no cover - the project's machines have it
 ALLOW_NO_INFO = ("Allow", "no_revocation_info", "none")
 ALLOW_OCSP, ALLOW_CRL = ("Allow", "good", "ocsp"), ("Allow", "good", "crl")
 INVALID = ("Deny", "invalid_request", "-")
+REVOKED_CRL, REVOKED_DENYLIST = ("Deny", "revoked", "crl"), ("Deny", "revoked", "denylist")
 # (phase, certificate) -> (decision, reason, source), the same for REST and HTTP API 2.0 events.
+# pca-*: AWS Private CA style, no CDP in the certificates, CRLs only in a private bucket (crl/<CA-ID>.crl).
+# private-ecdsa*: declares nothing; revoked through the denylist.
 EXPECTED = {
     ("before", "private-rsa"): ALLOW_NO_INFO,
-    ("before", "private-ecdsa"): ALLOW_NO_INFO,
+    ("before", "private-ecdsa*"): ALLOW_NO_INFO,
     ("before", "ocsp-rsa"): ALLOW_OCSP,
     ("before", "ocsp-ecdsa*"): ALLOW_OCSP,
     ("before", "crl-rsa*"): ALLOW_CRL,
     ("before", "crl-ecdsa"): ALLOW_CRL,
+    ("before", "pca-rsa*"): ALLOW_CRL,  # checked against the S3 CRL although it names no CDP
+    ("before", "pca-ecdsa"): ALLOW_CRL,
     ("before", "no-certificate"): INVALID,
     ("before", "garbage-pem"): INVALID,
+    ("warm", "private-ecdsa*"): REVOKED_DENYLIST,  # S3 sources are re-read within the refresh interval
     ("warm", "ocsp-ecdsa*"): ALLOW_OCSP,  # cached good answers hold until they expire
     ("warm", "crl-rsa*"): ALLOW_CRL,
+    ("warm", "pca-rsa*"): REVOKED_CRL,
     ("after", "private-rsa"): ALLOW_NO_INFO,
-    ("after", "private-ecdsa"): ALLOW_NO_INFO,
+    ("after", "private-ecdsa*"): REVOKED_DENYLIST,
     ("after", "ocsp-rsa"): ALLOW_OCSP,
     ("after", "ocsp-ecdsa*"): ("Deny", "revoked", "ocsp"),
-    ("after", "crl-rsa*"): ("Deny", "revoked", "crl"),
+    ("after", "crl-rsa*"): REVOKED_CRL,
     ("after", "crl-ecdsa"): ALLOW_CRL,
+    ("after", "pca-rsa*"): REVOKED_CRL,
+    ("after", "pca-ecdsa"): ALLOW_CRL,
 }
 ROW = re.compile(
     r"^(?P<phase>before|warm|after)\s+(?P<cert>\S+)\s+(?P<format>REST|HTTP-2\.0)\s+(?P<decision>Allow|Deny)\s+"
@@ -111,6 +120,12 @@ def test_demo_decides_every_certificate_and_cleans_up() -> None:
     assert "FETCH_BLOCKED_NETWORKS=''" in done.stdout
     assert re.search(r"TRUSTSTORE_VERSION=\S+ \(the uploaded VersionId, pinned\)", done.stdout)
     assert "now answers 'revoked'" in done.stdout  # the live OCSP responder saw the revocation
+    # The Private CA-style CRLs and the denylist come from S3 (moto), configured as in production.
+    assert "REVOCATION_CRL_S3_URI=s3://mtls-demo-pca-crls/crl/" in done.stdout
+    assert "REVOCATION_DENYLIST_S3_URI=s3://mtls-demo-ops/denylist.txt" in done.stdout
+    assert re.search(r"^\s+root crl/[0-9a-f-]{36}\.crl, issuing crl/[0-9a-f-]{36}\.crl$", done.stdout, re.M)
+    assert "acm-pca-permission-test-key (not a CRL: skipped)" in done.stdout
+    assert "mtls-authorizer revoke --cert client-private-ecdsa.pem --reason keyCompromise" in done.stdout
     assert "Traceback" not in done.stderr, done.stderr
     assert_cleaned_up(workdir_of(done.stdout))
     assert elapsed < 60, f"the demo took {elapsed:.1f} s"
@@ -175,6 +190,20 @@ def _check_events(folder: Path) -> None:
             assert x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH in eku, name
             assert _extension(cert, x509.AuthorityInformationAccess) == (case.shape is Shape.OCSP), name
             assert _extension(cert, x509.CRLDistributionPoints) == (case.shape is Shape.CRL), name
+
+
+def test_pca_style_issuer_is_like_private_ca_with_omit_extension(tmp_path: Path) -> None:
+    """No CDP and no AIA anywhere (OmitExtension); its CRLs are DER and name their CA, for crl/<CA-ID>.crl."""
+    issuer = build_issuer(tmp_path, Shape.PCA)
+    for issued in (*issuer.clients, issuer.issuing_cert):
+        cert = load_client_cert(issued.pem).crypto
+        assert not _extension(cert, x509.CRLDistributionPoints), issued.name
+        assert not _extension(cert, x509.AuthorityInformationAccess), issued.name
+    for ca in (issuer.root, issuer.issuing):
+        crl = x509.load_der_x509_crl(ca.crl_der())
+        ca_cert = x509.load_pem_x509_certificate(ca.cert_path.read_bytes())
+        assert crl.issuer == ca_cert.subject
+        assert crl.is_signature_valid(ca_cert.public_key())  # type: ignore[arg-type]  # X25519 etc. cannot sign
 
 
 def test_make_events_writes_every_case(tmp_path: Path) -> None:

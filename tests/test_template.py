@@ -34,7 +34,11 @@ ENV_PARAMETERS: dict[str, tuple[str, str, list[str] | None]] = {
     "REVOCATION_UNAVAILABLE": ("RevocationUnavailable", "deny", ["deny", "allow"]),
     "REVOCATION_CHECK": ("RevocationCheck", "chain", ["chain", "leaf"]),
     "FETCH_TIMEOUT_SECONDS": ("FetchTimeoutSeconds", "2", None),
-    "FETCH_BLOCKED_NETWORKS": ("FetchBlockedNetworks", "127.0.0.0/8,::1/128,169.254.0.0/16,fe80::/10", None),
+    "FETCH_BLOCKED_NETWORKS": (
+        "FetchBlockedNetworks",
+        "127.0.0.0/8,::1/128,169.254.0.0/16,fe80::/10,0.0.0.0/8,::/128,fd00:ec2::254/128",
+        None,
+    ),
     "HTTP_API_SIMPLE_RESPONSES": ("HttpApiSimpleResponses", "true", ["true", "false"]),
     "REVOCATION_CACHE_MAX_AGE_SECONDS": ("RevocationCacheMaxAgeSeconds", "3600", None),
     "MAX_CRL_BYTES": ("MaxCrlBytes", "67108864", None),
@@ -45,6 +49,10 @@ ENV_PARAMETERS: dict[str, tuple[str, str, list[str] | None]] = {
     "CLOCK_SKEW_SECONDS": ("ClockSkewSeconds", "300", None),
     "LOG_LEVEL": ("LogLevel", "INFO", None),
     "POWERTOOLS_TRACE_DISABLED": ("EnableTracing", "false", ["true", "false"]),
+    "REVOCATION_CRL_S3_URI": ("CrlS3Uri", "", None),
+    "CRL_S3_BUCKETS": ("CrlS3Buckets", "", None),
+    "REVOCATION_DENYLIST_S3_URI": ("DenylistS3Uri", "", None),
+    "REVOCATION_S3_REFRESH_SECONDS": ("S3RefreshSeconds", "60", None),
 }
 FIXED_ENV = {"POWERTOOLS_SERVICE_NAME": "mtls-authorizer", "POWERTOOLS_METRICS_NAMESPACE": "MtlsAuthorizer"}
 
@@ -234,28 +242,46 @@ def test_every_setting_the_code_reads_is_in_the_template(authorizer: dict[str, A
         pytest.skip("src/authorizer/settings.py is not written yet")
     read = set(
         re.findall(
-            r"""\.(?:text|choice|number|networks|flag|boolean|integer)\(\s*["']([A-Z][A-Z0-9_]+)["']""",
+            r"""\.(?:text|choice|number|networks|flag|boolean|integer|words|s3_uris)\(\s*["']([A-Z][A-Z0-9_]+)["']""",
             SETTINGS_SOURCE.read_text(),
         )
     )
     assert read, "found no setting names in settings.py: update this test's pattern"
+    # Lambda's reserved runtime variables (AWS_LAMBDA_FUNCTION_MEMORY_SIZE, ...): no template sets them.
+    read = {name for name in read if not name.startswith("AWS_LAMBDA_")}
     env = set(authorizer["Environment"]["Variables"])
     assert read <= env, f"read by the code but missing from template.yaml: {sorted(read - env)}"
     assert read <= set(ENV_PARAMETERS), f"add to ENV_PARAMETERS: {sorted(read - set(ENV_PARAMETERS))}"
 
 
+def test_readme_configuration_table_matches_the_template(template: dict[str, Any]) -> None:
+    """Every variable the template sets is in the README's table, with the template's default."""
+    rows = dict(re.findall(r"^\| `([A-Z][A-Z0-9_]+)` \| ([^|]*) \|", (ROOT / "README.md").read_text(), re.M))
+    # POWERTOOLS_TRACE_DISABLED is internal (from EnableTracing); LOG_LEVEL shares the Powertools row.
+    for variable in sorted(set(ENV_PARAMETERS) - {"POWERTOOLS_TRACE_DISABLED", "LOG_LEVEL"}):
+        default = ENV_PARAMETERS[variable][1]
+        assert variable in rows, f"{variable} is missing from the README's configuration table"
+        shown = rows[variable].strip()
+        if shown.startswith("`"):
+            assert shown.strip("`") == default, (variable, shown, default)
+        else:  # "(required)", "(latest)", "(none)": no value
+            assert default == "", (variable, shown)
+
+
 # ---- least privilege ------------------------------------------------------------------------------------
 
 
-def test_role_is_least_privilege(resources: dict[str, Any], authorizer: dict[str, Any]) -> None:
+def test_role_is_least_privilege(
+    template: dict[str, Any], resources: dict[str, Any], authorizer: dict[str, Any]
+) -> None:
     assert authorizer["Role"] == {"Fn::GetAtt": ["AuthorizerFunctionRole", "Arn"]}
     assert "Policies" not in authorizer  # SAM policy templates would add more
     role = resources["AuthorizerFunctionRole"]["Properties"]
     assert role["AssumeRolePolicyDocument"]["Statement"] == [
         {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
     ]
+    # Only X-Ray, and only when tracing: no AWSLambdaBasicExecutionRole (logs:* actions on "*").
     assert role["ManagedPolicyArns"] == [
-        {"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"},
         {
             "Fn::If": [
                 "TracingEnabled",
@@ -264,9 +290,15 @@ def test_role_is_least_privilege(resources: dict[str, Any], authorizer: dict[str
             ]
         },
     ]
-    statements = [s for policy in role["Policies"] for s in policy["PolicyDocument"]["Statement"]]
-    assert len(statements) == 1
-    (statement,) = statements
+    assert "BasicExecution" not in json.dumps(resources)
+    # ReadTruststore always; ReadRevocationSources only when an S3 revocation source is configured.
+    truststore_policy, sources_policy = role["Policies"]
+    assert truststore_policy["PolicyName"] == "ReadTruststore"
+    assert sources_policy["Fn::If"][0] == "HasRevocationS3Sources"
+    assert sources_policy["Fn::If"][2] == {"Ref": "AWS::NoValue"}
+    # With the default parameters the truststore object is all it may read.
+    assert len(_role_statements(template, {})) == 1
+    (statement,) = truststore_policy["PolicyDocument"]["Statement"]
     assert statement["Effect"] == "Allow"
     assert sorted(statement["Action"]) == ["s3:GetObject", "s3:GetObjectVersion"]
     assert set(statement) == {"Effect", "Action", "Resource"}
@@ -277,10 +309,305 @@ def test_role_is_least_privilege(resources: dict[str, Any], authorizer: dict[str
             "Fn::If": ["CreateTruststoreBucket", {"Ref": "TruststoreBucket"}, {"Ref": "TruststoreBucketName"}]
         }
     }
-    # Nothing else grants the role anything.
+    # Nothing else grants the role anything, apart from writing to its own log group.
+    policy_types = {"AWS::IAM::Policy", "AWS::IAM::ManagedPolicy", "AWS::IAM::RolePolicy"}
     for name, resource in resources.items():
-        if resource["Type"] in {"AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"}:
+        if resource["Type"] in policy_types and name != "AuthorizerLogsPolicy":
             assert "AuthorizerFunctionRole" not in set(_refs(resource)), name
+
+
+def test_role_writes_only_its_own_log_group(resources: dict[str, Any]) -> None:
+    """Issue 8 item 17: logs:CreateLogStream and logs:PutLogEvents on the stack's log group, nothing else."""
+    log_group = resources["AuthorizerFunctionLogGroup"]
+    assert log_group["Type"] == "AWS::Logs::LogGroup"
+    assert log_group["Properties"]["LogGroupName"] == {"Fn::Sub": "/aws/lambda/${AuthorizerFunction}"}
+    policy = resources["AuthorizerLogsPolicy"]
+    assert policy["Type"] == "AWS::IAM::RolePolicy"
+    assert policy["Properties"]["RoleName"] == {"Ref": "AuthorizerFunctionRole"}
+    (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert set(statement) == {"Effect", "Action", "Resource"}
+    assert statement["Effect"] == "Allow"
+    assert sorted(statement["Action"]) == ["logs:CreateLogStream", "logs:PutLogEvents"]
+    group_arn = (
+        "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:${AuthorizerFunctionLogGroup}"
+    )
+    # The group's ARN, and the form with ":*" that covers its log streams (CloudWatch Logs' IAM docs).
+    assert statement["Resource"] == [{"Fn::Sub": group_arn}, {"Fn::Sub": group_arn + ":*"}]
+    assert "*" not in json.dumps(statement["Action"])
+
+
+# ---- revocation data in S3: parameters -> environment and IAM ----------------------------------------
+# A small evaluator of the intrinsic functions the template uses, so the role's policy can be checked as
+# CloudFormation would produce it for given parameter values (the SAM translator leaves them unresolved).
+
+_NO_VALUE = object()
+PARTITION = "aws"
+
+
+def _parameters(template: dict[str, Any], given: dict[str, str]) -> dict[str, str]:
+    values = {name: str(p.get("Default", "")) for name, p in template["Parameters"].items()}
+    values.update(given)
+    return values
+
+
+def _condition(template: dict[str, Any], name: str, params: dict[str, str]) -> bool:
+    return bool(_resolve(template["Conditions"][name], template, params))
+
+
+def _resolve(node: Any, template: dict[str, Any], params: dict[str, str]) -> Any:
+    def resolve(value: Any) -> Any:
+        return _resolve(value, template, params)
+
+    if isinstance(node, list):
+        return [v for v in (resolve(item) for item in node) if v is not _NO_VALUE]
+    if not isinstance(node, dict):
+        return node
+    if len(node) != 1 or not next(iter(node)).startswith(("Fn::", "Ref", "Condition")):
+        return {k: v for k, v in ((k, resolve(v)) for k, v in node.items()) if v is not _NO_VALUE}
+    ((function, argument),) = node.items()
+    if function == "Ref":
+        if argument == "AWS::NoValue":
+            return _NO_VALUE
+        if argument == "AWS::Partition":
+            return PARTITION
+        return params.get(argument, f"<{argument}>")  # a resource: its placeholder
+    if function == "Condition":
+        return _condition(template, argument, params)
+    if function == "Fn::If":
+        name, if_true, if_false = argument
+        return resolve(if_true if _condition(template, name, params) else if_false)
+    if function == "Fn::Equals":
+        return resolve(argument[0]) == resolve(argument[1])
+    if function == "Fn::Not":
+        return not resolve(argument[0])
+    if function == "Fn::Or":
+        return any(resolve(a) for a in argument)
+    if function == "Fn::And":
+        return all(resolve(a) for a in argument)
+    if function == "Fn::Select":
+        index, values = int(argument[0]), resolve(argument[1])
+        assert 0 <= index < len(values), f"Fn::Select {index} out of range of {values}"  # a stack error
+        return values[index]
+    if function == "Fn::Split":
+        delimiter, source = argument
+        assert isinstance(delimiter, str), "Fn::Split takes a literal delimiter"
+        return resolve(source).split(delimiter)
+    if function == "Fn::Join":
+        delimiter, values = argument
+        assert isinstance(delimiter, str), "Fn::Join takes a literal delimiter"
+        return delimiter.join(resolve(values))
+    if function == "Fn::Sub":
+        text, variables = (argument, {}) if isinstance(argument, str) else argument
+        local = {name: resolve(value) for name, value in variables.items()}
+
+        def substitute(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name in local:
+                return str(local[name])
+            return str(resolve({"Ref": name.split(".")[0]}))
+
+        return re.sub(r"\$\{([^}!]+)\}", substitute, text)
+    if function == "Fn::GetAtt":
+        return f"<{argument[0] if isinstance(argument, list) else argument}>"
+    raise AssertionError(f"the evaluator does not know {function}")
+
+
+def _role_statements(template: dict[str, Any], given: dict[str, str]) -> list[dict[str, Any]]:
+    """Every statement of the role's inline policies, resolved for these parameter values."""
+    params = _parameters(template, given)
+    role = _resolve(template["Resources"]["AuthorizerFunctionRole"]["Properties"], template, params)
+    return [s for policy in role["Policies"] for s in policy["PolicyDocument"]["Statement"]]
+
+
+def _function_env(template: dict[str, Any], given: dict[str, str]) -> dict[str, str]:
+    params = _parameters(template, given)
+    env = template["Resources"]["AuthorizerFunction"]["Properties"]["Environment"]["Variables"]
+    return {name: str(value) for name, value in _resolve(env, template, params).items()}
+
+
+def _listed(value: Any) -> list[Any]:
+    """An IAM element that may be one value or a list of them, as a list."""
+    return value if isinstance(value, list) else [value]
+
+
+def _allows(statements: list[dict[str, Any]], action: str, resource: str, prefix: str | None = None) -> bool:
+    """Whether an Allow statement grants `action` on `resource` (IAM wildcards; s3:prefix StringLike)."""
+
+    def like(pattern: str, value: str) -> bool:
+        return re.fullmatch(re.escape(pattern).replace(r"\*", ".*").replace(r"\?", "."), value) is not None
+
+    for statement in statements:
+        if statement["Effect"] != "Allow" or action not in _listed(statement["Action"]):
+            continue
+        if not any(like(r, resource) for r in _listed(statement["Resource"])):
+            continue
+        condition = statement.get("Condition")
+        if condition is not None:
+            assert set(condition) == {"StringLike"} and set(condition["StringLike"]) == {"s3:prefix"}
+            patterns = _listed(condition["StringLike"]["s3:prefix"])
+            if prefix is None or not any(like(p, prefix) for p in patterns):
+                continue
+        return True
+    return False
+
+
+S3_SOURCES = {
+    "CrlS3Uri": "s3://pca-crls/crl/,s3://handed-over/crl-files/",
+    "CrlS3Buckets": "legacy-cdp,other-cdp.example",
+    "DenylistS3Uri": "s3://ops-revocation/authorizer/denylist.txt",
+}
+ARN = f"arn:{PARTITION}:s3:::"
+
+
+def test_s3_sources_grant_exactly_the_named_objects(template: dict[str, Any]) -> None:
+    statements = _role_statements(template, S3_SOURCES)
+    (sources,) = [s for s in statements if s.get("Sid") == "ReadRevocationObjects"]
+    assert sources["Action"] == "s3:GetObject"
+    assert sources["Resource"] == [
+        f"{ARN}pca-crls/crl/*",
+        f"{ARN}handed-over/crl-files/*",
+        f"{ARN}legacy-cdp/*",
+        f"{ARN}other-cdp.example/*",
+        f"{ARN}ops-revocation/authorizer/denylist.txt",
+    ]
+    listings = [s for s in statements if s.get("Action") == "s3:ListBucket"]
+    assert listings == [
+        {
+            "Sid": "ListCrlS3Uri0",
+            "Effect": "Allow",
+            "Action": "s3:ListBucket",
+            "Resource": f"{ARN}pca-crls",
+            "Condition": {"StringLike": {"s3:prefix": "crl/*"}},
+        },
+        {
+            "Sid": "ListCrlS3Uri1",
+            "Effect": "Allow",
+            "Action": "s3:ListBucket",
+            "Resource": f"{ARN}handed-over",
+            "Condition": {"StringLike": {"s3:prefix": "crl-files/*"}},
+        },
+    ]
+    assert len(statements) == 1 + 1 + len(listings)  # the truststore, the objects, the listings
+    # Read-only: nothing the role may do changes any object.
+    actions = {action for s in statements for action in _listed(s["Action"])}
+    assert actions == {"s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket"}
+
+
+def test_s3_sources_allow_what_the_function_does_and_nothing_beside(template: dict[str, Any]) -> None:
+    statements = _role_statements(template, S3_SOURCES)
+    # What the function does: list each prefix exactly as given (ListObjectsV2 Prefix=...), read what it
+    # lists, read CDP URLs into the named buckets, read the denylist.
+    assert _allows(statements, "s3:ListBucket", f"{ARN}pca-crls", prefix="crl/")
+    assert _allows(statements, "s3:ListBucket", f"{ARN}handed-over", prefix="crl-files/")
+    assert _allows(statements, "s3:GetObject", f"{ARN}pca-crls/crl/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0.crl")
+    assert _allows(statements, "s3:GetObject", f"{ARN}handed-over/crl-files/issuing-ca.crl.pem")
+    assert _allows(statements, "s3:GetObject", f"{ARN}legacy-cdp/any/path/ca.crl")
+    assert _allows(statements, "s3:GetObject", f"{ARN}ops-revocation/authorizer/denylist.txt")
+    # Nothing beside.
+    assert not _allows(statements, "s3:ListBucket", f"{ARN}pca-crls", prefix="")
+    assert not _allows(statements, "s3:ListBucket", f"{ARN}pca-crls", prefix="other/")
+    assert not _allows(statements, "s3:ListBucket", f"{ARN}pca-crls", prefix=None)
+    assert not _allows(statements, "s3:ListBucket", f"{ARN}legacy-cdp", prefix="")
+    assert not _allows(statements, "s3:GetObject", f"{ARN}pca-crls/acm-pca-permission-test-key")
+    assert not _allows(statements, "s3:GetObject", f"{ARN}pca-crls/crlx/ca.crl")
+    assert not _allows(statements, "s3:GetObject", f"{ARN}ops-revocation/authorizer/denylist.txt.bak")
+    assert not _allows(statements, "s3:GetObject", f"{ARN}ops-revocation/other")
+    assert not _allows(statements, "s3:PutObject", f"{ARN}ops-revocation/authorizer/denylist.txt")
+
+
+@pytest.mark.parametrize(("given", "sids", "objects"), [
+    ({}, [], None),
+    ({"DenylistS3Uri": "s3://ops/denylist.txt"}, ["ReadRevocationObjects"], [f"{ARN}ops/denylist.txt"]),
+    ({"CrlS3Buckets": "cdp-a"}, ["ReadRevocationObjects"], [f"{ARN}cdp-a/*"]),
+    (
+        {"CrlS3Uri": "s3://a/crl/,s3://b/crl/,s3://c/x/", "CrlS3Buckets": "d,e,f"},
+        ["ListCrlS3Uri0", "ListCrlS3Uri1", "ListCrlS3Uri2", "ReadRevocationObjects"],
+        [f"{ARN}a/crl/*", f"{ARN}b/crl/*", f"{ARN}c/x/*", f"{ARN}d/*", f"{ARN}e/*", f"{ARN}f/*"],
+    ),
+])  # fmt: skip
+def test_s3_sources_policy_follows_each_parameter(
+    template: dict[str, Any], given: dict[str, str], sids: list[str], objects: list[str] | None
+) -> None:
+    statements = _role_statements(template, given)
+    assert [s.get("Sid") for s in statements[1:]] == sids
+    if objects is not None:
+        assert statements[-1]["Resource"] == objects
+
+
+@pytest.mark.parametrize(("parameter", "value", "valid"), [
+    ("CrlS3Uri", "", True),
+    ("CrlS3Uri", "s3://my-pca-crls/crl/", True),
+    ("CrlS3Uri", "s3://a.b-c/crl/,s3://ddd/uploaded_crls/,s3://eee/x/", True),
+    ("CrlS3Uri", "s3://a1/crl/,s3://b1/crl/,s3://c1/crl/,s3://d1/crl/", False),  # at most 3
+    ("CrlS3Uri", "s3://my-pca-crls/crl", False),  # a prefix ends with "/"
+    ("CrlS3Uri", "s3://my-pca-crls/", False),  # the whole bucket: not in the template (see README)
+    ("CrlS3Uri", "s3://my-pca-crls/a/b/", False),  # one segment only
+    ("CrlS3Uri", "s3://my-pca-crls/*/", False),  # no wildcards
+    ("CrlS3Uri", "s3://My_Bucket/crl/", False),
+    ("CrlS3Uri", "s3://my-pca-crls/crl/, s3://other/crl/", False),
+    ("CrlS3Buckets", "pca-crls", True),
+    ("CrlS3Buckets", "a12,b12,c12", True),
+    ("CrlS3Buckets", "a12,b12,c12,d12", False),
+    ("CrlS3Buckets", "a12,", False),
+    ("CrlS3Buckets", "a*", False),
+    ("DenylistS3Uri", "s3://ops/denylist.txt", True),
+    ("DenylistS3Uri", "s3://ops/authorizer/denylist.txt", True),
+    ("DenylistS3Uri", "s3://ops/", False),
+    ("DenylistS3Uri", "s3://ops/dir/", False),
+    ("DenylistS3Uri", "s3://ops/deny*", False),
+    ("DenylistS3Uri", "s3://ops/a.txt,s3://ops/b.txt", False),
+])  # fmt: skip
+def test_s3_source_parameters_are_validated(
+    template: dict[str, Any], parameter: str, value: str, valid: bool
+) -> None:
+    pattern = template["Parameters"][parameter]["AllowedPattern"]
+    assert (re.fullmatch(pattern, value) is not None) == valid
+    if valid:  # every value the template accepts resolves without a stack error, and the code reads it
+        env = _function_env(template, {parameter: value})
+        _role_statements(template, {parameter: value})
+        from authorizer.settings import Settings
+
+        settings = Settings.from_env(env)
+        assert settings.problems == ()
+
+
+def test_s3_sources_reach_the_function_unchanged(template: dict[str, Any]) -> None:
+    env = _function_env(template, {**S3_SOURCES, "S3RefreshSeconds": "15"})
+    assert env["REVOCATION_CRL_S3_URI"] == S3_SOURCES["CrlS3Uri"]
+    assert env["CRL_S3_BUCKETS"] == S3_SOURCES["CrlS3Buckets"]
+    assert env["REVOCATION_DENYLIST_S3_URI"] == S3_SOURCES["DenylistS3Uri"]
+    assert env["REVOCATION_S3_REFRESH_SECONDS"] == "15"
+    from authorizer.settings import Settings
+
+    sources = Settings.from_env(env).sources
+    assert sources.crl_s3_uris == ("s3://pca-crls/crl/", "s3://handed-over/crl-files/")
+    assert sources.denylist_uri == S3_SOURCES["DenylistS3Uri"]
+    assert sources.s3_refresh_seconds == 15
+    # CDP URLs into these buckets go through S3 with the role: all of a CRL_S3_BUCKETS bucket is readable,
+    # of a REVOCATION_CRL_S3_URI bucket only its prefix (what Private CA's CDPs name: crl/<CA-ID>.crl).
+    statements = _role_statements(template, S3_SOURCES)
+    assert sources.s3_buckets == {"pca-crls", "handed-over", "legacy-cdp", "other-cdp.example"}
+    for bucket in sorted(sources.crl_s3_buckets):
+        assert _allows(statements, "s3:GetObject", f"{ARN}{bucket}/pki/ca.crl"), bucket
+    assert _allows(statements, "s3:GetObject", f"{ARN}pca-crls/crl/ca-id.crl")
+    assert not _allows(statements, "s3:GetObject", f"{ARN}pca-crls/pki/ca.crl")
+
+
+def test_samconfig_overrides_are_valid_parameters(template: dict[str, Any]) -> None:
+    """The example in samconfig.toml names real parameters with values the template accepts."""
+    import tomllib
+
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    overrides = config["default"]["deploy"]["parameters"]["parameter_overrides"]
+    pairs = dict(re.findall(r'(\w+)="([^"]*)"', overrides))
+    assert {"CrlS3Uri", "CrlS3Buckets", "DenylistS3Uri"} <= set(pairs)
+    for name, value in pairs.items():
+        definition = template["Parameters"][name]
+        if "AllowedValues" in definition:
+            assert value in [str(v) for v in definition["AllowedValues"]], name
+        if "AllowedPattern" in definition:
+            assert re.fullmatch(definition["AllowedPattern"], value), name
+    _role_statements(template, pairs)  # resolves without a stack error
 
 
 # ---- APIs and authorizers --------------------------------------------------------------------------------
@@ -445,6 +772,11 @@ TRANSFORM_CASES = {
         "TruststoreVersion": "3sL4kqtJlcpXroDTDmJ-rmSpXd3dIbrHY", "AuthorizerCacheTtlSeconds": "300",
         "EnableTracing": "true", "AlarmEmail": "ops@example.com",
     },
+    "rest-s3-sources": {
+        "CrlS3Uri": "s3://pca-crls/crl/,s3://handed-over/crl-files/,s3://third/crl/",
+        "CrlS3Buckets": "legacy-cdp,b2b,b3b", "DenylistS3Uri": "s3://ops-revocation/denylist.txt",
+        "S3RefreshSeconds": "30",
+    },
     "http-domain": {
         "ApiType": "HTTP", "DomainName": "api.example.com",
         "CertificateArn": CERTIFICATE_ARN,
@@ -493,6 +825,15 @@ def test_sam_transform(case: str) -> None:
     function = resources["AuthorizerFunction"]["Properties"]
     assert function["Handler"] == "authorizer.app.lambda_handler"
     assert function["Runtime"] == "python3.13"
+    # The translator adds no basic-execution policy to the authorizer's own role (item 17).
+    assert "BasicExecution" not in json.dumps(resources["AuthorizerFunctionRole"])
+    assert resources["AuthorizerLogsPolicy"]["Type"] == "AWS::IAM::RolePolicy"
+    # The S3 sources' policy survives the translation (still under its condition) and the settings reach
+    # the function.
+    assert "ReadRevocationSources" in json.dumps(resources["AuthorizerFunctionRole"])
+    env = function["Environment"]["Variables"]
+    assert env["REVOCATION_CRL_S3_URI"] == {"Ref": "CrlS3Uri"}
+    assert env["REVOCATION_DENYLIST_S3_URI"] == {"Ref": "DenylistS3Uri"}
 
     # Everything generated for an API type carries that API type's condition.
     for name, resource in resources.items():

@@ -1,15 +1,37 @@
-"""Command line: the Lambda's decision for a certificate, locally, and sample events.
+"""Command line: the Lambda's decision for a certificate, locally; the denylist; sample events.
 
-    python -m authorizer check --cert client.pem --truststore truststore.pem [--json]
-    python -m authorizer event --cert client.pem [--format rest|http]
+    mtls-authorizer check --cert client.pem --truststore truststore.pem
+                          [--crl ca.crl ...] [--denylist FILE|s3://bucket/key] [--json]
+    mtls-authorizer revoke --cert client.pem [--issuer issuer.pem] [--reason keyCompromise]
+                           --denylist FILE|s3://bucket/key
+    mtls-authorizer unrevoke --cert client.pem [--issuer issuer.pem] --denylist FILE|s3://bucket/key
+    mtls-authorizer list --denylist FILE|s3://bucket/key [--json]
+    mtls-authorizer event --cert client.pem [--format rest|http]
 
-Exit status of `check`: 0 Allow, 1 Deny, 2 usage error. Settings come from the same environment
-variables as the Lambda's (see the README), so the decision is the same.
+(`python -m authorizer ...` is the same program.)
+
+`check` decides as the Lambda would: settings come from the same environment variables (see the
+README). `--crl FILE` (repeatable) hands over CRLs the way `openssl verify -CRLfile` does: each
+applies to every certificate its CA issued, whether or not the certificate names a distribution
+point, and is verified against that CA like a fetched one. `--denylist` stands in for
+REVOCATION_DENYLIST_S3_URI. The report names the source of each certificate's answer (ocsp, crl,
+denylist).
+
+`revoke`, `unrevoke` and `list` work on the denylist the Lambda reads (REVOCATION_DENYLIST_S3_URI;
+see denylist.py for the format), in S3 with your AWS credentials or in a local file. `revoke` lists
+a certificate by its SHA-256 fingerprint, or with `--issuer` by serial and issuer fingerprint (the
+form for a CA's records, which keep serials rather than certificates); reasons are RFC 5280 names.
+Edits never lose a concurrent one: S3 writes are conditional on the ETag and retried, local files
+are locked; with bucket versioning every edit stays as a version.
+
+Exit status: 0 Allow (`check`) or done; 1 Deny (`check`) or not listed (`unrevoke`); 2 usage error,
+unreadable input (a denylist that does not parse: the line is named) or failed write.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -17,15 +39,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from . import app
 from .app import Decision, build_runtime, decide
-from .certs import InvalidCertificate, load_client_cert
+from .certs import Cert, InvalidCertificate, cert_from_der, load_client_cert
+from .denylist import REASONS, Denylist, Entry, NotListed, entry_for
+from .denylist_store import DenylistStore
 from .events import AuthorizerRequest, EventFormat
 from .fetch import Fetcher
+from .s3 import S3Error
 from .sample_events import http_event, rest_event
 from .settings import Settings
+from .sources.crl_set import candidate
 from .truststore import Truststore, TruststoreError, parse_truststore
 
 EXIT_ALLOW, EXIT_DENY, EXIT_USAGE = 0, 1, 2
+EXIT_DONE, EXIT_NOT_LISTED = 0, 1
 
 
 @dataclass(frozen=True)
@@ -36,18 +64,85 @@ class StaticTruststore:
         return self.truststore
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="authorizer", description=__doc__.split("\n\n")[0])
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mtls-authorizer",
+        description=__doc__.split("\n\n")[0],
+        epilog="Exit status: 0 Allow or done, 1 Deny or not listed, 2 usage or input error.",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
-    check = commands.add_parser("check", help="decide for a client certificate as the Lambda would")
+    where = "FILE|s3://bucket/key"
+
+    check = commands.add_parser(
+        "check",
+        help="decide for a client certificate as the Lambda would",
+        description="Decide for a client certificate as the Lambda would, with the Lambda's "
+        "settings from the environment. Exit 0 Allow, 1 Deny, 2 usage error.",
+    )
     check.add_argument("--cert", required=True, type=Path, help="client certificate (PEM)")
     check.add_argument("--truststore", required=True, type=Path, help="truststore.pem (PEM bundle)")
+    check.add_argument(
+        "--crl",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="FILE",
+        help="a CRL file (DER or PEM), repeatable; covers every certificate its CA issued, "
+        "like openssl verify -CRLfile",
+    )
+    check.add_argument(
+        "--denylist", metavar=where, help="the denylist to apply (instead of REVOCATION_DENYLIST_S3_URI)"
+    )
     check.add_argument("--json", action="store_true", help="print the decision as JSON")
+
+    reasons = ", ".join(REASONS)
+    revoke = commands.add_parser(
+        "revoke",
+        help="add a certificate to the denylist",
+        description="Add a certificate to the denylist (or change its reason). Exit 0 done, 2 error.",
+    )
+    revoke.add_argument("--cert", required=True, type=Path, help="the certificate to revoke (PEM or DER)")
+    revoke.add_argument(
+        "--issuer",
+        type=Path,
+        help="its issuer's certificate: list it by serial and issuer fingerprint instead of by fingerprint",
+    )
+    revoke.add_argument(
+        "--reason",
+        default="unspecified",
+        choices=REASONS,
+        metavar="REASON",
+        help=f"RFC 5280 reason, one of: {reasons} (default unspecified)",
+    )
+    revoke.add_argument("--denylist", required=True, metavar=where, help="the denylist to edit")
+
+    unrevoke = commands.add_parser(
+        "unrevoke",
+        help="remove a certificate from the denylist",
+        description="Remove a certificate's entries from the denylist. "
+        "Exit 0 done, 1 it was not listed, 2 error.",
+    )
+    unrevoke.add_argument("--cert", required=True, type=Path, help="the certificate (PEM or DER)")
+    unrevoke.add_argument(
+        "--issuer", type=Path, help="its issuer's certificate: also remove an entry by serial and issuer"
+    )
+    unrevoke.add_argument("--denylist", required=True, metavar=where, help="the denylist to edit")
+
+    listing = commands.add_parser(
+        "list", help="print the denylist's entries", description="Print the denylist's entries."
+    )
+    listing.add_argument("--denylist", required=True, metavar=where, help="the denylist to read")
+    listing.add_argument("--json", action="store_true", help="print the entries as JSON")
+
     event = commands.add_parser("event", help="print an authorizer event for `sam local invoke -e`")
     event.add_argument("--cert", required=True, type=Path, help="client certificate (PEM)")
     event.add_argument("--format", choices=("rest", "http"), default="rest")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
     try:
-        args = parser.parse_args(argv)
+        args = _parser().parse_args(argv)
     except SystemExit as exc:
         return EXIT_USAGE if exc.code else EXIT_ALLOW
     try:
@@ -56,19 +151,53 @@ def main(argv: list[str] | None = None) -> int:
             load_client_cert(pem)
             print(json.dumps(rest_event(pem) if args.format == "rest" else http_event(pem), indent=2))
             return EXIT_ALLOW
-        return _check(args.cert, args.truststore, args.json)
-    except (OSError, UnicodeDecodeError, InvalidCertificate, TruststoreError) as exc:
-        print(f"authorizer: {exc}", file=sys.stderr)
+        if args.command == "check":
+            return _check(args.cert, args.truststore, args.crl, args.denylist, args.json)
+        if args.command == "list":
+            return _list(args.denylist, args.json)
+        return _edit(args.command, args.cert, args.issuer, getattr(args, "reason", ""), args.denylist)
+    except NotListed as exc:
+        print(f"mtls-authorizer: {exc}", file=sys.stderr)
+        return EXIT_NOT_LISTED
+    except (OSError, UnicodeDecodeError, InvalidCertificate, TruststoreError, S3Error, ValueError) as exc:
+        # ValueError covers DenylistError (a line that does not parse) and a malformed s3:// URI.
+        print(f"mtls-authorizer: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
 
-def _check(cert_path: Path, truststore_path: Path, as_json: bool) -> int:
+# --- check ---------------------------------------------------------------------------------------
+
+
+def _check(
+    cert_path: Path, truststore_path: Path, crls: list[Path], denylist: str | None, as_json: bool
+) -> int:
     pem = cert_path.read_text()
     load_client_cert(pem)  # a usage error, not a Deny, when the file is not a certificate
     truststore = parse_truststore(truststore_path.read_bytes(), version=str(truststore_path))
+    for crl_path in crls:
+        # A file that is not a CRL at all is a typo, not a revocation source that is down.
+        if candidate(str(crl_path), "", crl_path.read_bytes()) is None:
+            raise ValueError(f"{crl_path} is not a CRL (DER or PEM)")
+    if denylist and not denylist.startswith("s3://") and not Path(denylist).is_file():
+        raise FileNotFoundError(f"denylist {denylist} does not exist")
     settings = Settings.from_env()
+    sources = settings.sources
+    if crls or denylist:
+        sources = dataclasses.replace(
+            sources,
+            crl_files=tuple(str(p) for p in crls),
+            denylist_uri=denylist if denylist is not None else sources.denylist_uri,
+        )
+        settings = dataclasses.replace(settings, sources=sources)
+    # S3 only when something lives there: a purely local check needs no AWS credentials.
+    uses_s3 = bool(sources.s3_buckets) or sources.denylist_uri.startswith("s3://")
     progress = _Progress(sys.stderr) if sys.stderr.isatty() else None
-    runtime = build_runtime(settings, StaticTruststore(truststore), fetcher=Fetcher(settings.fetch, progress))
+    runtime = build_runtime(
+        settings,
+        StaticTruststore(truststore),
+        fetcher=Fetcher(settings.fetch, progress),
+        s3_client=app._s3_client if uses_s3 else None,
+    )
     started = time.monotonic()
     decision = decide(
         AuthorizerRequest(EventFormat.HTTP_V2, None, pem), runtime, started + settings.budget_seconds
@@ -111,6 +240,8 @@ def _report(decision: Decision, ms: float) -> dict[str, Any]:
 
 def _text(report: dict[str, Any]) -> str:
     lines = [f"Decision: {report['decision']}", f"Reason:   {report['reason']}"]
+    if report["revocationSource"] != "none":
+        lines.append(f"Source:   {report['revocationSource']}")
     if report["detail"]:
         lines.append(f"Detail:   {report['detail']}")
     lines.append("Path:")
@@ -143,3 +274,106 @@ class _Progress:
     def done(self) -> None:
         if self._shown:
             self._stream.write("\n")
+
+
+# --- the denylist: revoke, unrevoke, list ----------------------------------------------------------
+
+
+def _admin_s3_client() -> Any:
+    """An S3 client for editing: its own boto3 session (a session is not thread-safe, so each edit
+    gets one) and more patient than the Lambda's, since a person is waiting, not a request."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(connect_timeout=5, read_timeout=15, retries={"max_attempts": 4, "mode": "standard"})
+    return boto3.session.Session().client("s3", config=config)  # honours AWS_ENDPOINT_URL_S3
+
+
+def _store(where: str) -> DenylistStore:
+    return DenylistStore(where, _admin_s3_client if where.startswith("s3://") else None)
+
+
+def _load_cert(path: Path) -> Cert:
+    data = path.read_bytes()
+    if data[:1] == b"\x30":  # DER: a SEQUENCE
+        return cert_from_der(data)
+    return load_client_cert(data.decode("ascii"))
+
+
+def _edit(command: str, cert_path: Path, issuer_path: Path | None, reason: str, where: str) -> int:
+    cert = _load_cert(cert_path)
+    issuer = _load_cert(issuer_path) if issuer_path is not None else None
+    if issuer is not None:
+        _check_issued_by(cert, issuer)
+    store = _store(where)
+    if command == "revoke":
+        entry = entry_for(cert, reason, issuer)
+        before: list[Entry | None] = [None]
+
+        def add(current: Denylist) -> Denylist:
+            # Called again on every retry: record what the written version replaced.
+            before[0] = next((e for e in current.entries if e.key == entry.key), None)
+            return current.with_entry(entry)
+
+        store.edit(add)
+        previous = before[0]
+        if previous is None:
+            print(f"revoked {_name(cert, entry)} in {where}: {reason}")
+        elif previous.reason != reason:
+            print(f"{_name(cert, entry)} was already listed in {where}; reason {previous.reason} -> {reason}")
+        else:
+            print(f"{_name(cert, entry)} was already listed in {where}: {reason}")
+        return EXIT_DONE
+    removed: list[tuple[Entry, ...]] = [()]
+
+    def remove(current: Denylist) -> Denylist:
+        edited = current.without(cert, issuer)  # raises NotListed: nothing is written
+        removed[0] = tuple(e for e in current.entries if e not in edited.entries)
+        return edited
+
+    try:
+        store.edit(remove)
+    except NotListed:
+        hint = "" if issuer is not None else " (an entry by serial needs --issuer)"
+        raise NotListed(f"{cert.subject} is not in the denylist {where}{hint}") from None
+    for entry in removed[0]:
+        print(f"unrevoked {_name(cert, entry)} in {where} (was {entry.reason})")
+    return EXIT_DONE
+
+
+def _check_issued_by(cert: Cert, issuer: Cert) -> None:
+    """An entry by serial under the wrong issuer would silently match nothing: refuse it."""
+    try:
+        cert.crypto.verify_directly_issued_by(issuer.crypto)
+    except Exception as exc:  # ValueError (names), InvalidSignature, TypeError (key type)
+        raise ValueError(
+            f"{cert.subject} is not issued by {issuer.subject}: {str(exc) or type(exc).__name__}"
+        ) from None
+
+
+def _name(cert: Cert, entry: Entry) -> str:
+    if entry.fingerprint:
+        return f"{cert.subject} (sha256 {entry.fingerprint})"
+    return f"{cert.subject} (serial {format(entry.serial, 'x')}, issuer sha256 {entry.issuer_fingerprint})"
+
+
+def _list(where: str, as_json: bool) -> int:
+    entries = _store(where).read().denylist.entries
+    if as_json:
+        print(json.dumps({"denylist": where, "entries": [_entry_json(e) for e in entries]}, indent=2))
+    else:
+        for entry in entries:
+            print(entry.line())
+        # On stderr: stdout stays one entry a line, for scripts.
+        print(f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'} in {where}", file=sys.stderr)
+    return EXIT_DONE
+
+
+def _entry_json(entry: Entry) -> dict[str, str]:
+    if entry.fingerprint:
+        return {"fingerprintSha256": entry.fingerprint, "reason": entry.reason}
+    return {
+        "serial": format(entry.serial, "x"),
+        "issuerFingerprintSha256": entry.issuer_fingerprint,
+        "reason": entry.reason,
+    }
