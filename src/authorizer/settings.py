@@ -56,6 +56,8 @@ class SourcesConfig:
     denylist_uri: str = ""  # REVOCATION_DENYLIST_S3_URI: s3://bucket/key (the CLI also takes a path)
     s3_refresh_seconds: float = 60.0
     crl_files: tuple[str, ...] = ()  # `check --crl`: CRL files handed over on the command line
+    index_uri: str = ""  # REVOCATION_INDEX_S3_URI: s3://bucket/prefix/ of the shared revocation index
+    index_urls: tuple[str, ...] = ()  # REVOCATION_INDEX_URLS: more CRL URLs for the indexer to index
 
     @property
     def s3_buckets(self) -> frozenset[str]:
@@ -139,6 +141,8 @@ class Settings:
                 crl_s3_buckets=frozenset(reader.words("CRL_S3_BUCKETS")),
                 denylist_uri=next(iter(reader.s3_uris("REVOCATION_DENYLIST_S3_URI", prefixes=False)), ""),
                 s3_refresh_seconds=reader.number("REVOCATION_S3_REFRESH_SECONDS", 60.0, minimum=1),
+                index_uri=next(iter(reader.s3_uris("REVOCATION_INDEX_S3_URI", prefixes=True)), ""),
+                index_urls=tuple(reader.words("REVOCATION_INDEX_URLS")),
             ),
             problems=tuple(reader.problems),
         )

@@ -1,0 +1,245 @@
+"""The shared revocation index: its format, the indexer, and the authorizer deciding from it.
+
+The indexer verifies each CRL with the authorizer's own code and writes one compact object per
+CRL; containers search it in place. Every test drives real parts: a PKI made at test time, moto S3,
+the loopback CRL server. The attacker's cases: a forged CRL never reaches an index, an older CRL
+never replaces a newer index, a corrupt or stale index is never believed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import itertools
+import json
+import random
+from collections.abc import Callable
+
+import boto3
+import pytest
+from cryptography import x509
+
+from authorizer import crl, crl_index
+from authorizer.certs import cert_from_der
+from authorizer.crl import serial_key
+from authorizer.indexer import Indexer, source_name
+from authorizer.s3 import S3Reader
+from authorizer.settings import Settings
+from authorizer.truststore import parse_truststore
+from conftest import World
+from pki import Credential, pem_bundle, utcnow
+from servers import MotoS3
+
+_buckets = itertools.count(1)
+HOUR = dt.timedelta(hours=1)
+
+
+def fresh_crl(
+    world: World, issuer: Credential, revoked: list[Credential | int], number: int, **kw: object
+) -> bytes:
+    now = utcnow()
+    return world.pki.crl(
+        issuer,
+        revoked,
+        this_update=kw.pop("this_update", now - dt.timedelta(minutes=1)),  # type: ignore[arg-type]
+        next_update=kw.pop("next_update", now + 24 * HOUR),  # type: ignore[arg-type]
+        crl_number=number,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+# ------------------------------------------------------------------------------- the format
+def test_index_round_trip_and_lookups() -> None:
+    serials = {serial_key(random.getrandbits(random.choice((8, 64, 159)))) for _ in range(5_000)}
+    serials |= {serial_key(-128), serial_key(0), serial_key(2**159 - 1)}
+    holds = frozenset(list(serials)[:3])
+    name = x509.Name.from_rfc4514_string("CN=Index Test CA,O=Revocation Test PKI")
+    source = crl.CrlIndex(
+        issuer=name,
+        this_update=utcnow(),
+        next_update=utcnow() + HOUR,
+        idp_urls=frozenset({"http://crl.example.test/p1.crl"}),
+        only_user_certs=True,
+        only_ca_certs=False,
+        revoked=serials,
+        entries=len(serials),
+        crl_number=42,
+        holds=holds,
+    )
+    blob = crl_index.encode(
+        source,
+        source="s3://b/k",
+        issuer_fingerprint="ab" * 32,
+        issuer_name_der=name.public_bytes(),
+        crl_sha256="00",
+    )
+    header, index = crl_index.decode(blob, name)
+    assert (header.crl_number, header.entries, header.source) == (42, len(serials), "s3://b/k")
+    assert (index.idp_urls, index.only_user_certs, index.holds) == (source.idp_urls, True, holds)
+    assert all(s in index.revoked for s in serials)
+    assert set(index.revoked) == serials
+    misses = {serial_key(random.getrandbits(64)) for _ in range(2_000)} - serials
+    assert not any(s in index.revoked for s in misses)
+    assert b"\x00" * 40 not in index.revoked  # longer than any entry
+
+
+@pytest.mark.parametrize("damage", ["flip-table-byte", "truncate", "bad-magic", "header-garbage"])
+def test_corrupt_index_is_refused(damage: str) -> None:
+    name = x509.Name.from_rfc4514_string("CN=Index Test CA")
+    source = crl.CrlIndex(name, utcnow(), None, None, False, False, {b"\x01", b"\x02"}, 2)
+    blob = bytearray(
+        crl_index.encode(
+            source, source="x", issuer_fingerprint="f", issuer_name_der=name.public_bytes(), crl_sha256=""
+        )
+    )
+    if damage == "flip-table-byte":
+        blob[-1] ^= 0x01
+    elif damage == "truncate":
+        del blob[-1]
+    elif damage == "bad-magic":
+        blob[0] ^= 0x01
+    else:
+        blob[14] = ord("{")
+    with pytest.raises(crl_index.CorruptIndex):
+        crl_index.decode(bytes(blob), name)
+
+
+def test_index_for_another_issuer_name_is_refused() -> None:
+    name = x509.Name.from_rfc4514_string("CN=Index Test CA")
+    other = x509.Name.from_rfc4514_string("CN=Other CA")
+    source = crl.CrlIndex(name, utcnow(), None, None, False, False, {b"\x01"}, 1)
+    blob = crl_index.encode(
+        source, source="x", issuer_fingerprint="f", issuer_name_der=name.public_bytes(), crl_sha256=""
+    )
+    with pytest.raises(crl_index.CorruptIndex):
+        crl_index.decode(blob, other)
+
+
+# ------------------------------------------------------------------------------- the indexer
+class IndexWorld:
+    def __init__(self, world: World, s3: MotoS3) -> None:
+        self.world, self.s3 = world, s3
+        self.crls = f"pca-crls-idx-{next(_buckets)}"
+        self.index = f"revocation-index-{next(_buckets)}"
+        for bucket in (self.crls, self.index):
+            s3.client.create_bucket(Bucket=bucket)
+        self.truststore = parse_truststore(pem_bundle(world.trusted))
+        self.client: Callable[[], object] = lambda: boto3.client("s3")
+
+    def settings(self, **sources: object) -> Settings:
+        env = {
+            "REVOCATION_INDEX_S3_URI": f"s3://{self.index}/index/",
+            "REVOCATION_CRL_S3_URI": f"s3://{self.crls}/crl/",
+            "FETCH_BLOCKED_NETWORKS": "",
+            "CLOCK_SKEW_SECONDS": "0",
+        }
+        env.update({k: str(v) for k, v in sources.items()})
+        return Settings.from_env(env)
+
+    def indexer(self, **sources: object) -> Indexer:
+        return Indexer(self.settings(**sources), self.truststore, S3Reader(self.client, 64 * 1024 * 1024))
+
+    def index_object(self, source: str) -> bytes:
+        key = crl_index.object_key("index/", source)
+        return bytes(self.s3.client.get_object(Bucket=self.index, Key=key)["Body"].read())
+
+
+@pytest.fixture
+def idx(world: World, s3: MotoS3) -> IndexWorld:
+    return IndexWorld(world, s3)
+
+
+def test_indexer_indexes_the_s3_crl_set_once(idx: IndexWorld) -> None:
+    world = idx.world
+    leaf = world.leaf("indexed", issuer=world.private_ica)
+    idx.s3.client.put_object(
+        Bucket=idx.crls, Key="crl/ca.crl", Body=fresh_crl(world, world.private_ica, [leaf], 3)
+    )
+    idx.s3.client.put_object(Bucket=idx.crls, Key="crl/acm-pca-permission-test-key", Body=b"test")
+    report = idx.indexer().run()
+    statuses = {o.source: o.status for o in report.outcomes}
+    source = f"s3://{idx.crls}/crl/ca.crl"
+    assert statuses[source] == "indexed"
+    assert statuses[f"s3://{idx.crls}/crl/acm-pca-permission-test-key"] == "skipped"
+    header, index = crl_index.decode(idx.index_object(source), world.private_ica.cert.subject)
+    issuer = cert_from_der(world.private_ica.der)
+    assert header.issuer_fingerprint == issuer.fingerprint and header.crl_number == 3
+    assert serial_key(leaf.serial) in index.revoked
+    assert {o.source: o.status for o in idx.indexer().run().outcomes}[source] == "unchanged"
+
+
+def test_forged_crl_never_reaches_an_index(idx: IndexWorld) -> None:
+    world = idx.world
+    impostor = world.pki.root("impostor", subject=world.private_ica.cert.subject)
+    idx.s3.client.put_object(Bucket=idx.crls, Key="crl/forged.crl", Body=fresh_crl(world, impostor, [], 9))
+    (outcome,) = [o for o in idx.indexer().run().outcomes if o.source.endswith("forged.crl")]
+    assert outcome.status == "failed" and "signature" in outcome.detail
+    with pytest.raises(Exception, match="NoSuchKey"):
+        idx.index_object(outcome.source)
+
+
+def test_foreign_and_stale_crls_are_not_indexed(idx: IndexWorld) -> None:
+    world = idx.world
+    idx.s3.client.put_object(
+        Bucket=idx.crls, Key="crl/foreign.crl", Body=fresh_crl(world, world.unknown_root, [], 1)
+    )
+    stale = fresh_crl(
+        world, world.private_ica, [], 1, this_update=utcnow() - 48 * HOUR, next_update=utcnow() - 24 * HOUR
+    )
+    idx.s3.client.put_object(Bucket=idx.crls, Key="crl/stale.crl", Body=stale)
+    outcomes = {
+        o.source.rsplit("/", 1)[1]: o for o in idx.indexer().run().outcomes if o.source.startswith("s3://")
+    }
+    assert outcomes["foreign.crl"].status == "failed"
+    assert outcomes["stale.crl"].status == "failed" and "nextUpdate" in outcomes["stale.crl"].detail
+
+
+def test_older_crl_never_replaces_a_newer_index(idx: IndexWorld) -> None:
+    """RFC 5280 §5.2.3: a restored or replayed older CRL in the bucket does not roll the index back."""
+    world = idx.world
+    leaf = world.leaf("index-rollback", issuer=world.private_ica)
+    source = f"s3://{idx.crls}/crl/ca.crl"
+    idx.s3.client.put_object(
+        Bucket=idx.crls, Key="crl/ca.crl", Body=fresh_crl(world, world.private_ica, [leaf], 8)
+    )
+    idx.indexer().run()
+    older = fresh_crl(world, world.private_ica, [], 7, this_update=utcnow() - 2 * HOUR)
+    idx.s3.client.put_object(Bucket=idx.crls, Key="crl/ca.crl", Body=older)
+    (outcome,) = [o for o in idx.indexer().run().outcomes if o.source == source]
+    assert outcome.status == "failed" and "older" in outcome.detail
+    header, index = crl_index.decode(idx.index_object(source), world.private_ica.cert.subject)
+    assert header.crl_number == 8 and serial_key(leaf.serial) in index.revoked
+
+
+def test_truststore_cdps_configured_urls_and_requests_are_indexed(idx: IndexWorld) -> None:
+    """The root's CRL (the CDP of the truststore's intermediates), a configured URL, and a URL a
+    container asked for through the write-only requests/ prefix."""
+    world = idx.world
+    configured_path, configured_url = world.crl_url()
+    world.http.set(configured_path, fresh_crl(world, world.ica, [], 1))
+    asked_path, asked_url = world.crl_url()
+    world.http.set(asked_path, fresh_crl(world, world.ica, [], 2))
+    name = hashlib.sha256(asked_url.encode()).hexdigest()
+    body = json.dumps({"source": asked_url, "issuerFingerprint": "x"}).encode()
+    idx.s3.client.put_object(Bucket=idx.index, Key=f"index/requests/{name}.json", Body=body)
+
+    report = idx.indexer(REVOCATION_INDEX_URLS=configured_url).run()
+    statuses = {o.source: o.status for o in report.outcomes}
+    assert statuses[world.http.url("/crl/root.crl")] == "indexed"
+    assert statuses[configured_url] == "indexed"
+    assert statuses[asked_url] == "indexed"
+    listing = idx.s3.client.list_objects_v2(Bucket=idx.index, Prefix="index/requests/")
+    assert listing.get("KeyCount", 0) == 0  # requests are consumed...
+    sources = json.loads(idx.s3.client.get_object(Bucket=idx.index, Key="index/sources.json")["Body"].read())
+    assert asked_url in sources  # ...and remembered for the scheduled runs
+
+
+def test_partitioned_crls_are_indexed_with_their_scope(idx: IndexWorld) -> None:
+    world = idx.world
+    url = f"http://{idx.crls}.s3.us-east-1.amazonaws.com/crl/part-1.crl"
+    body = fresh_crl(world, world.private_ica, [], 1, idp=world.pki.idp(url))
+    idx.s3.client.put_object(Bucket=idx.crls, Key="crl/part-1.crl", Body=body)
+    idx.indexer().run()
+    _, index = crl_index.decode(idx.index_object(source_name(url)), world.private_ica.cert.subject)
+    assert index.idp_urls == frozenset({url})
+    assert source_name(url) == f"s3://{idx.crls}/crl/part-1.crl"
