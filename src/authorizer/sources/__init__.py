@@ -12,18 +12,28 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ..certs import Cert
 from ..model import Answer, Source
 
+if TYPE_CHECKING:
+    from ..truststore import Truststore
+
 
 @dataclass(frozen=True, eq=False, slots=True)
 class Link:
-    """A certificate and the issuer that signed it, on a validated path."""
+    """A certificate and the issuer that signed it, on a validated path.
+
+    `anchor` and `truststore` (when the checker was given them) let a source find and path-validate
+    another signer of the issuer's CRLs: a separate CRL-signing certificate or the other key of a
+    rollover, or an indirect CRL's issuer (RFC 5280 §6.3.3 (f)).
+    """
 
     cert: Cert
     issuer: Cert
+    anchor: Cert | None = None
+    truststore: Truststore | None = None
 
 
 @dataclass(frozen=True, eq=False, slots=True)
@@ -43,6 +53,10 @@ class Need:
     arg: Any = None  # source-specific: the distribution point, the URLs, ...
     unusable: str = ""
     declares: bool = True
+    # Needs whose verified data this need's answer also rests on (a delta CRL for its base, RFC 5280
+    # §5.2.4; the other reason partitions, §6.3.3 (d)). Gathered, cached and anti-rollback-checked like
+    # any need; their data is handed to the source's `answer_with` (CombiningSource), in this order.
+    with_data: tuple[Need, ...] = ()
 
 
 @dataclass(frozen=True, eq=False, slots=True)
@@ -117,4 +131,13 @@ class RevocationSource(Protocol):
 
     def answer(self, need: Need, held: Held, now: datetime) -> Answer:
         """The held data's answer for `need.link.cert` at `now`; pure, raises ValueError subclasses."""
+        ...
+
+
+@runtime_checkable
+class CombiningSource(Protocol):
+    """A source whose needs may carry `with_data`: it answers from several pieces of data at once."""
+
+    def answer_with(self, need: Need, held: Held, extra: Sequence[Held | None], now: datetime) -> Answer:
+        """As `answer`, with the data in hand for each of `need.with_data` (None: none could be had)."""
         ...

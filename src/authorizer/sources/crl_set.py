@@ -5,13 +5,21 @@ A CRL in the set applies to every certificate its CA issued, whether or not the 
 a distribution point; a partitioned CRL (an IssuingDistributionPoint with URLs) only to the
 certificates whose distribution point it names. Each CRL is verified exactly as a fetched one is
 (crl.parse_and_verify) when a certificate first needs it, against that certificate's issuer.
+
+A delta CRL in the set (RFC 5280 §5.2.4) is combined with the base of the same issuer and scope; a
+base or certificate that declares a delta (FreshestCRL) answers only with one, taken from the set
+or fetched from the FreshestCRL's URL. A distribution point of any name form (directoryName,
+nameRelativeToCRLIssuer, ldap://) is served by a CRL whose IDP names it (§6.3.3 (b)); an indirect
+CRL by the cRLIssuer it names (§5.2.5); CRLs partitioned by reason answer together (§6.3.3 (d)).
+Certificates in an S3 set (DER or PEM objects) are candidate CRL signers (§6.3.3 (f)).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -19,12 +27,14 @@ from asn1crypto import pem
 from cryptography import x509
 from cryptography.x509.oid import ExtensionOID
 
-from .. import crl
+from .. import crl, crl_index
+from ..certs import Cert, InvalidCertificate, cert_from_der
 from ..model import Answer, Source
 from ..s3 import S3Error, S3Location, S3Reader
 from ..settings import RevocationPolicy
 from . import Held, Link, Need, SourceFailure
-from .crl_distribution_point import crl_held
+from .crl_distribution_point import CrlDistributionPointSource, answer_with, crl_held, verify
+from .index import IndexStore
 
 MAX_SET_OBJECTS = 1_000  # per location: Private CA writes one CRL per CA, or partitions of 1 MB
 
@@ -39,6 +49,8 @@ class Candidate:
     issuer: x509.Name
     idp_urls: frozenset[str] | None
     delta: bool
+    header: crl.CrlHeader | None = None  # unverified: for matching only
+    index: bytes = b""  # the shared index of this very object (then `der` is only its skeleton)
 
 
 def candidate(where: str, etag: str, data: bytes) -> Candidate | None:
@@ -60,9 +72,23 @@ def candidate(where: str, etag: str, data: bytes) -> Candidate | None:
                 idp_urls = frozenset(
                     n.value for n in ext.value.full_name if isinstance(n, x509.UniformResourceIdentifier)
                 )
+        header = crl.header(parsed)
     except Exception:  # not a CRL (Private CA's permission test object, a README, ...)
         return None
-    return Candidate(where, etag, bytes(der), issuer, idp_urls, delta)
+    return Candidate(where, etag, bytes(der), issuer, idp_urls, delta, header)
+
+
+def certificate(data: bytes) -> Cert | None:
+    """The object as a certificate (a CRL signer a set may provide, §6.3.3 (f)), or None."""
+    try:
+        der = data
+        if data[:1] != b"\x30" and pem.detect(data):
+            label, _, der = pem.unarmor(data)
+            if label != "CERTIFICATE":
+                return None
+        return cert_from_der(bytes(der))
+    except (InvalidCertificate, ValueError, TypeError):
+        return None
 
 
 @dataclass(frozen=True, eq=False)
@@ -70,6 +96,7 @@ class Snapshot:
     by_issuer: dict[bytes, tuple[Candidate, ...]]  # issuer name DER -> its CRLs
     read_at: datetime
     skipped: tuple[str, ...] = ()
+    certs: tuple[Cert, ...] = ()  # certificates in the set: candidate CRL signers, never anchors
 
 
 Lister = Callable[[Snapshot | None], Snapshot]
@@ -136,19 +163,30 @@ class CrlSet:
                 reading.set()
 
 
-def s3_lister(reader: S3Reader, locations: Sequence[S3Location], now: Callable[[], datetime]) -> Lister:
-    """List every location; GET only the objects whose ETag changed since the last snapshot."""
+def s3_lister(
+    reader: S3Reader,
+    locations: Sequence[S3Location],
+    now: Callable[[], datetime],
+    index: IndexStore | None = None,
+) -> Lister:
+    """List every location; GET only the objects whose ETag changed since the last snapshot, and of
+    those, where the shared index holds this very version, its index instead of the CRL."""
 
     def list_all(previous: Snapshot | None) -> Snapshot:
         known = {c.where: c for cs in (previous.by_issuer.values() if previous else ()) for c in cs}
         found: list[Candidate] = []
         skipped: list[str] = []
+        certs: list[Cert] = []
         for location in locations:
             for item in reader.list(location, MAX_SET_OBJECTS):
                 where = f"s3://{location.bucket}/{item.key}"
                 old = known.get(where)
                 if old is not None and old.etag == item.etag:
                     found.append(old)
+                    continue
+                indexed = index.indexed_object(where, item.etag) if index is not None else None
+                if indexed is not None and (parsed := candidate(where, item.etag, indexed[0])) is not None:
+                    found.append(dataclasses.replace(parsed, index=indexed[1]))
                     continue
                 if item.size > reader.max_bytes:
                     skipped.append(f"{where}: larger than {reader.max_bytes} bytes")
@@ -162,11 +200,13 @@ def s3_lister(reader: S3Reader, locations: Sequence[S3Location], now: Callable[[
                     found.append(old)
                     continue
                 parsed = candidate(where, obj.etag, obj.body)
-                if parsed is None:
-                    skipped.append(f"{where}: not a CRL")
-                else:
+                if parsed is not None:
                     found.append(parsed)
-        return _snapshot(found, now(), skipped)
+                elif (cert := certificate(obj.body)) is not None and len(certs) < MAX_SET_OBJECTS:
+                    certs.append(cert)
+                else:
+                    skipped.append(f"{where}: not a CRL")
+        return _snapshot(found, now(), skipped, certs)
 
     return list_all
 
@@ -190,28 +230,46 @@ def file_lister(paths: Iterable[str], now: Callable[[], datetime]) -> Lister:
     return read
 
 
-def _snapshot(found: Iterable[Candidate], read_at: datetime, skipped: Iterable[str]) -> Snapshot:
+def _snapshot(
+    found: Iterable[Candidate], read_at: datetime, skipped: Iterable[str], certs: Iterable[Cert] = ()
+) -> Snapshot:
     by_issuer: dict[bytes, list[Candidate]] = {}
     for item in found:
         by_issuer.setdefault(item.issuer.public_bytes(), []).append(item)
-    return Snapshot({k: tuple(v) for k, v in by_issuer.items()}, read_at, tuple(skipped))
+    return Snapshot({k: tuple(v) for k, v in by_issuer.items()}, read_at, tuple(skipped), tuple(certs))
 
 
 @dataclass(frozen=True, slots=True)
 class _Arg:
     where: str
     point: crl.DistributionPoint
+    role: str = "base"  # as PointArg's: "base", "delta" or "part"
 
 
 class CrlSetSource:
-    """The revocation source over a CrlSet (one per configured set: S3 prefixes, or files)."""
+    """The revocation source over a CrlSet (one per configured set: S3 prefixes, or files).
+
+    `deltas`: the distribution point source, which fetches a declared delta the set does not hold.
+    """
 
     kind = Source.CRL
 
-    def __init__(self, crls: CrlSet, policy: RevocationPolicy, now: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        crls: CrlSet,
+        policy: RevocationPolicy,
+        now: Callable[[], datetime],
+        deltas: CrlDistributionPointSource | None = None,
+    ) -> None:
         self._set = crls
         self._policy = policy
         self._now = now
+        self._deltas = deltas
+
+    def certificates(self) -> tuple[Cert, ...]:
+        """The certificates of the last snapshot (no read is waited for)."""
+        current = self._set._current
+        return current.certs if current is not None else ()
 
     def needs(self, link: Link, deadline: float) -> Sequence[Need]:
         snapshot = self._set.snapshot(deadline)
@@ -220,32 +278,80 @@ class CrlSetSource:
                 f": {self._set.last_error}" if self._set.last_error else ""
             )
             return [Need(self, link, ("crl-set-unread",), unusable=detail)]
-        candidates = [
-            c for c in snapshot.by_issuer.get(link.cert.crypto.issuer.public_bytes(), ()) if not c.delta
-        ]
-        if not candidates:
+        points, _ = crl.all_points(link.cert)
+        issuers = [link.cert.crypto.issuer, *(p.crl_issuer for p in points if p.crl_issuer is not None)]
+        found = list(
+            dict.fromkeys(c for name in issuers for c in snapshot.by_issuer.get(name.public_bytes(), ()))
+        )
+        if not found:
             return []
-        points, _ = crl.distribution_points(link.cert)
-        needs: list[Need] = []
-        for item in candidates:
-            key = ("crl-set", link.issuer.fingerprint, item.where)
-            if item.idp_urls is None:
-                needs.append(Need(self, link, key, _Arg(item.where, crl.DistributionPoint(()))))
+        bases = [c for c in found if not c.delta]
+        deltas = [c for c in found if c.delta]
+        whole: list[Need] = []
+        partial: list[Need] = []
+        for item in bases:
+            point = self._point_for(item, link, points)
+            if point is None:
                 continue
-            # A partition covers only the certificates whose distribution point it names (§5.2.5).
-            point = next((p for p in points if item.idp_urls.intersection(p.urls)), None)
-            if point is not None:
-                needs.append(Need(self, link, key, _Arg(item.where, point)))
-        if not needs:
-            return [
-                Need(
-                    self,
-                    link,
-                    ("crl-set-no-partition",),
-                    unusable="crl set: no partition covers the certificate's distribution point",
-                )
-            ]
-        return needs
+            need = Need(self, link, ("crl-set", link.issuer.fingerprint, item.where), _Arg(item.where, point))
+            reasons = item.header.reasons if item.header else None
+            if reasons is not None or point.reasons is not None:
+                partial.append(Need(self, link, need.key, _Arg(item.where, point, "part")))
+                continue
+            delta = self._delta_for(item, point, link, deltas, need.key)
+            whole.append(Need(self, link, need.key, need.arg, with_data=(delta,) if delta else ()))
+        if partial:
+            first, *rest = partial
+            whole.append(Need(self, link, first.key, first.arg, with_data=tuple(rest)))
+        if whole:
+            return whole
+        if deltas and not bases:  # PKITS 4.15.1: a delta is never a complete CRL (§5.2.4)
+            detail = "crl set: only a delta CRL for this issuer, no base CRL"
+            return [Need(self, link, ("crl-set-delta-only",), unusable=detail)]
+        detail = "crl set: no partition covers the certificate's distribution point"
+        return [Need(self, link, ("crl-set-no-partition",), unusable=detail)]
+
+    def _point_for(
+        self, item: Candidate, link: Link, points: Sequence[crl.DistributionPoint]
+    ) -> crl.DistributionPoint | None:
+        """The certificate's distribution point this CRL serves (§6.3.3 (b)), or None. A direct CRL
+        without an IDP name serves every certificate of its issuer (AWS Private CA's complete CRL)."""
+        idp = item.header.idp_names if item.header else None
+        if item.issuer == link.cert.crypto.issuer:
+            if idp is None:  # complete for every reason and every certificate of the issuer
+                return crl.DistributionPoint(())
+            return next((p for p in points if p.crl_issuer is None and crl.matches(idp, p)), None)
+        # An indirect CRL (§5.2.5): the point whose cRLIssuer names its issuer.
+        return next((p for p in points if p.crl_issuer == item.issuer and crl.matches(idp, p)), None)
+
+    def _delta_for(
+        self,
+        base: Candidate,
+        point: crl.DistributionPoint,
+        link: Link,
+        deltas: Sequence[Candidate],
+        base_key: Hashable,
+    ) -> Need | None:
+        """The delta the base's answer rests on (§5.2.4): the newest of the same issuer and scope in
+        the set; else the declared one, fetched; None when none is declared or held."""
+        if not self._policy.use_delta_crls or base.header is None:
+            return None
+        scope = base.header.scope()
+        same = [d for d in deltas if d.issuer == base.issuer and d.header and d.header.scope() == scope]
+        if same:
+            newest = max(same, key=lambda d: d.header.crl_number or 0 if d.header else 0)
+            key = ("crl-set-delta", link.issuer.fingerprint, newest.where)
+            where = crl.DistributionPoint((), crl_issuer=point.crl_issuer)
+            return Need(self, link, key, _Arg(newest.where, where, "delta"))
+        declared = base.header.freshest_declared or crl.freshest_points(link.cert)[1]
+        if not declared:
+            return None
+        if self._deltas is not None:
+            need = self._deltas.delta_need(link, base_key, base.header.freshest_urls, point.crl_issuer)
+            if need is not None:
+                return need
+        detail = "crl set: the delta CRL declared (FreshestCRL) is not in the set"
+        return Need(self, link, ("crl-unusable", detail), None, unusable=detail)
 
     def refresh(self, need: Need, held: Held | None, deadline: float) -> Held:
         arg: _Arg = need.arg
@@ -266,7 +372,18 @@ class CrlSetSource:
         if held is not None and held.validators.get("etag") == current.etag and current.etag:
             return held.renewed(now, min(refresh_at, held.next_update or refresh_at))
         try:
-            index = crl.parse_and_verify(current.der, need.link.issuer)
+            if current.index:
+                index = _from_index(current, need.link)
+            else:
+                index = verify(
+                    current.der,
+                    need.link,
+                    arg.point,
+                    arg.role == "delta",
+                    self._policy,
+                    now,
+                    snapshot.certs if snapshot else (),
+                )
         except crl.CRLError as exc:  # forged, foreign or broken: ignored for this certificate, logged
             raise SourceFailure("invalid", f"crl {arg.where}: {exc}") from exc
         return crl_held(
@@ -280,3 +397,21 @@ class CrlSetSource:
     def answer(self, need: Need, held: Held, now: datetime) -> Answer:
         arg: _Arg = need.arg
         return crl.lookup(held.data, need.link.cert, arg.point, now, self._policy)
+
+    def answer_with(self, need: Need, held: Held, extra: Sequence[Held | None], now: datetime) -> Answer:
+        return answer_with(need, held, extra, now, self._policy)
+
+
+def _from_index(current: Candidate, link: Link) -> crl.CrlIndex:
+    """The CRL as the indexer verified it, for this link's issuer only (RFC 5280 §6.3.3 (f): the
+    index names the CA whose key verified the CRL)."""
+    try:
+        header, index = crl_index.decode(current.index, link.issuer.crypto.subject)
+    except crl_index.CorruptIndex as exc:
+        raise crl.CRLError(f"index: {exc}") from exc
+    if header.issuer_fingerprint != link.issuer.fingerprint:
+        raise crl.CRLError("index: verified for another certificate of this CA's name")
+    return index
+
+
+__all__ = ["Candidate", "CrlSet", "CrlSetSource", "Snapshot", "candidate", "certificate"]
