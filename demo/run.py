@@ -6,9 +6,15 @@
    crl/<CA-ID>.crl);
 2. loopback servers: `openssl ocsp`, a CRL HTTP server, S3 (moto) holding a versioned truststore.pem, the
    private CRL bucket (REVOCATION_CRL_S3_URI) and the denylist (REVOCATION_DENYLIST_S3_URI);
-3. `lambda_handler` for every certificate, REST and HTTP API 2.0 events, then live revocation
-   (`openssl ca -revoke`, `openssl ca -gencrl`, a new CRL object in the bucket, a denylist entry) and again;
-4. a table of decisions; everything started is stopped and removed on exit, Ctrl-C included.
+   and two local mutual-TLS gateways (authorizer.gateway: what an API Gateway custom domain with mTLS
+   does), one for a REST API, one for an HTTP API with payload 2.0, in front of the real `lambda_handler`;
+3. `curl --cert --key` through both gateways for every client certificate (the gateway builds the
+   event from the TLS handshake and calls the handler), then live revocation (`openssl ca -revoke`,
+   `openssl ca -gencrl`, a new CRL object in the bucket, a denylist entry) and again;
+4. a table of decisions and of the HTTP status curl saw; everything started is stopped and removed on exit,
+   Ctrl-C included.
+
+Without curl, the requests go through Python's http.client with the same client certificates.
 
 Exit status: 0 when every decision is the expected one, 1 otherwise, 130 on Ctrl-C.
 """
@@ -38,6 +44,7 @@ for _path in (ROOT, ROOT / "src"):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
+from demo.client import TLS_FAIL, GatewayClient  # noqa: E402
 from demo.pki import Issued, Issuer, Shape, Urls, build_pki  # noqa: E402
 from demo.servers import CRLServer, OCSPResponder, S3Server  # noqa: E402
 
@@ -52,7 +59,11 @@ S3_REFRESH_SECONDS = 1
 PICK_UP_SECONDS = 15.0  # how long the warm round waits for a container to see an S3 change
 GARBAGE_PEM = "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n"
 FORMATS = ("REST", "HTTP-2.0")
-COLUMNS = ("phase", "certificate", "format", "decision", "reason", "source", "ms", "check")
+COLUMNS = ("phase", "certificate", "format", "decision", "reason", "source", "curl", "ms", "check")
+API_PATH = "/accounts"  # what the clients ask for (sample_events' METHOD_ARN names the same path)
+REQUEST_HEADER = "X-Demo-Request"  # ties a gateway's handler call to the request that caused it
+HTTP_STATUS = {"Allow": "200", "Deny": "403"}  # what API Gateway answers for each decision
+NOT_SENT = "-"
 # Which client of each issuer is revoked between the rounds (0 RSA, 1 ECDSA); the private CA's is revoked
 # through the denylist, since that CA publishes nothing.
 REVOKED_CLIENT = {Shape.PRIVATE: 1, Shape.OCSP: 1, Shape.CRL: 0, Shape.PCA: 0}
@@ -100,13 +111,16 @@ class Row:
     source: str
     ms: float
     expected: tuple[str, str]
+    curl: str = NOT_SENT  # the HTTP status the client saw through the gateway, TLS-fail, or - (not sent)
+    expected_curl: str = NOT_SENT
 
     @property
     def ok(self) -> bool:
-        return (self.decision, self.reason) == self.expected
+        return (self.decision, self.reason) == self.expected and self.curl == self.expected_curl
 
     def cells(self) -> tuple[str, ...]:
-        check = "ok" if self.ok else f"UNEXPECTED, want {' '.join(self.expected)}"
+        want = " ".join(self.expected) + ("" if self.curl == self.expected_curl else f" {self.expected_curl}")
+        check = "ok" if self.ok else f"UNEXPECTED, want {want}"
         return (
             self.phase,
             self.certificate,
@@ -114,6 +128,7 @@ class Row:
             self.decision,
             self.reason,
             self.source,
+            self.curl,
             f"{self.ms:.1f}",
             check,
         )
@@ -131,12 +146,42 @@ class FakeLambdaContext:
         return 10_000
 
 
+class Recorder:
+    """The app's lambda_handler as the gateways call it, remembering each result and its duration by the
+    request's REQUEST_HEADER (the demo reads a Deny's reason here: the client only sees 403 Forbidden)."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, tuple[dict[str, Any], float]] = {}
+
+    def __call__(self, event: dict[str, Any], context: Any) -> Any:
+        from authorizer import app
+
+        headers = {name.lower(): value for name, value in (event.get("headers") or {}).items()}
+        began = time.perf_counter()
+        response = app.lambda_handler(event, context)  # looked up per call: app.reset() takes effect
+        ms = (time.perf_counter() - began) * 1000
+        if REQUEST_HEADER.lower() in headers:
+            self.calls[headers[REQUEST_HEADER.lower()]] = (response, ms)
+        return response
+
+
+@dataclass
+class Gateways:
+    """The two mutual-TLS gateways (REST, HTTP API 2.0), their client and what they called."""
+
+    urls: dict[str, str]  # format -> https://localhost:port
+    client: GatewayClient
+    recorder: Recorder
+
+
 class Demo:
     def __init__(self, stack: contextlib.ExitStack, out: TextIO, hold: float = 0.0) -> None:
         self.stack = stack
         self.out = out
         self.hold = hold
         self.rows: list[Row] = []
+        self.gateways: Gateways | None = None
+        self._requests = 0
 
     def say(self, text: str = "") -> None:
         print(text, file=self.out, flush=True)
@@ -234,16 +279,22 @@ class Demo:
         self.say("       on 127.0.0.1, which the default blocklist refuses (keep the default in production)")
         from authorizer import app  # after the environment is set: Powertools reads it at import
 
+        self.gateways = self.start_gateways(workdir, clients)
         if self.hold > 0:
             self.say(f"  holding {self.hold:g} s with the servers up (Ctrl-C stops and cleans up)")
             time.sleep(self.hold)
 
         self.say("\n[3/4] round 1: app.reset() -> new container (caches empty)")
+        self.say(
+            f"  {self.gateways.client.name} with each client's certificate and key, through both gateways"
+        )
         app.reset()
         for client in clients:
-            self.invoke(app.lambda_handler, "before", client.label, client.issued.pem, client.expected_before)
+            self.request("before", client, client.expected_before)
         invalid = ("Deny", "invalid_request")
-        self.invoke(app.lambda_handler, "before", "no-certificate", None, invalid)
+        # No certificate: the gateway fails the handshake, as API Gateway does; the handler itself, given
+        # such an event, denies. A PEM that does not parse cannot be presented in TLS at all.
+        self.invoke(app.lambda_handler, "before", "no-certificate", None, invalid, curl=TLS_FAIL)
         self.invoke(app.lambda_handler, "before", "garbage-pem", GARBAGE_PEM, invalid)
 
         self.say("\n[4/4] revoking live")
@@ -262,14 +313,25 @@ class Demo:
                     self.wait_for(app.lambda_handler, client.issued.pem, client.expected_warm)
                     seen = time.monotonic() - published[client.label]
                     self.say(f"    {client.label}: the warm container applied it {seen:.1f} s after writing")
-                self.invoke(app.lambda_handler, "warm", client.label, client.issued.pem, client.expected_warm)
+                self.request("warm", client, client.expected_warm)
         self.say("  round 2: app.reset() -> new container (caches empty)")
         app.reset()
         for client in clients:
-            self.invoke(app.lambda_handler, "after", client.label, client.issued.pem, client.expected_after)
+            self.request("after", client, client.expected_after)
 
-        self.say("\nResults. ms: the whole lambda_handler call; a container's first call also loads")
-        self.say("truststore.pem from S3, a source's first use fetches it, later calls use the caches.")
+        self.say(
+            f"\nResults. curl: the HTTP status {self.gateways.client.name} saw through the gateway of the"
+        )
+        self.say('row\'s format (403 is {"message":"Forbidden"}); TLS-fail: the handshake failed, so the')
+        self.say(
+            "authorizer was never asked, as on API Gateway; -: not sent. decision, reason, source, ms: the"
+        )
+        self.say("lambda_handler call the gateway made for that request (no-certificate, garbage-pem: the")
+        self.say(
+            "handler called directly with such an event). ms: the whole lambda_handler call; a container's"
+        )
+        self.say("first call also loads truststore.pem from S3, a source's first use fetches it, later calls")
+        self.say("use the caches.")
         for name, lines in PHASES.items():
             for n, text in enumerate(lines):
                 self.say(f"  {name if n == 0 else '':<6} {'=' if n == 0 else ' '} {text}")
@@ -407,6 +469,65 @@ class Demo:
         }
         self.stack.enter_context(patched_environ(env))
 
+    def start_gateways(self, workdir: Path, clients: list[Client]) -> Gateways:
+        """Two mutual-TLS gateways on loopback in front of the app's lambda_handler, sharing one throwaway
+        server certificate; the truststore.pem they verify clients against is the one in S3."""
+        from authorizer.gateway import GatewayFormat, MtlsGateway, throwaway_server_certificate
+
+        server = throwaway_server_certificate(workdir / "gateway")
+        recorder = Recorder()
+        urls = {}
+        kinds: dict[str, GatewayFormat] = {"REST": "rest", "HTTP-2.0": "http"}
+        for fmt, kind in kinds.items():
+            gateway = MtlsGateway(
+                workdir / "truststore.pem", fmt=kind, port=0, server=server, handler=recorder, log=None
+            )
+            self.start(f"mutual-TLS gateway ({fmt})", gateway)
+            urls[fmt] = gateway.url
+        assert server.ca is not None
+        client = GatewayClient(server.ca)
+        self.say(
+            "  mutual-TLS gateways (src/authorizer/gateway.py), what an API Gateway custom domain with mTLS"
+        )
+        self.say(f"    does: {urls['REST']} (REST API), {urls['HTTP-2.0']} (HTTP API, payload 2.0);")
+        self.say(
+            "    TLS 1.2+, client certificate required and verified against truststore.pem, the event built"
+        )
+        self.say(
+            "    from the handshake, then lambda_handler; server certificate: a throwaway one for localhost"
+        )
+        if client.curl is None:
+            self.say("  curl not found: the requests go through Python's http.client with the client")
+            self.say("    certificate and key instead (install curl to see curl's answers)")
+        example = clients[0].issued
+        command = client.command(
+            f"{urls['REST']}{API_PATH}", example.cert_path, example.key_path, shown=workdir
+        )
+        self.say(f"  each request, from {workdir}:")
+        self.say(f"    {command}")
+        return Gateways(urls, client, recorder)
+
+    def request(self, phase: str, client: Client, expected: tuple[str, str]) -> None:
+        """``client``'s request through each gateway: the status it saw, and the handler's decision."""
+        assert self.gateways is not None
+        issued = client.issued
+        for fmt in FORMATS:
+            self._requests += 1
+            tag = f"{self._requests}"
+            answer = self.gateways.client.get(
+                f"{self.gateways.urls[fmt]}{API_PATH}",
+                issued.cert_path,
+                issued.key_path,
+                {REQUEST_HEADER: tag},
+            )
+            called = self.gateways.recorder.calls.pop(tag, None)
+            decision, reason, source = outcome(called[0]) if called else ("-", "-", "-")
+            ms = called[1] if called else 0.0
+            want = HTTP_STATUS[expected[0]]
+            self.rows.append(
+                Row(phase, client.label, fmt, decision, reason, source, ms, expected, answer.status, want)
+            )
+
     def invoke(
         self,
         handler: Callable[[Any, Any], dict[str, Any]],
@@ -414,7 +535,10 @@ class Demo:
         label: str,
         pem: str | None,
         expected: tuple[str, str],
+        curl: str = NOT_SENT,
     ) -> None:
+        """The handler called directly with an event for ``pem``; with ``curl`` (what the client should
+        see), also a request without a client certificate through the gateway."""
         from authorizer.sample_events import http_event, rest_event
 
         for fmt in FORMATS:
@@ -425,7 +549,10 @@ class Demo:
             response = handler(event, FakeLambdaContext())
             ms = (time.perf_counter() - began) * 1000
             decision, reason, source = outcome(response)
-            self.rows.append(Row(phase, label, fmt, decision, reason, source, ms, expected))
+            seen = NOT_SENT
+            if curl != NOT_SENT and self.gateways is not None:
+                seen = self.gateways.client.get(f"{self.gateways.urls[fmt]}{API_PATH}", None, None).status
+            self.rows.append(Row(phase, label, fmt, decision, reason, source, ms, expected, seen, curl))
 
 
 class OCSPPorts:

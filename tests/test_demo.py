@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -57,20 +58,24 @@ EXPECTED = {
     ("after", "pca-rsa*"): REVOKED_CRL,
     ("after", "pca-ecdsa"): ALLOW_CRL,
 }
+# What the client saw through the mutual-TLS gateway: API Gateway's status for the decision; no client
+# certificate fails the TLS handshake; a PEM that does not parse cannot be sent at all.
+CURL = {"Allow": "200", "Deny": "403"}
+CURL_OF = {"no-certificate": "TLS-fail", "garbage-pem": "-"}
 ROW = re.compile(
     r"^(?P<phase>before|warm|after)\s+(?P<cert>\S+)\s+(?P<format>REST|HTTP-2\.0)\s+(?P<decision>Allow|Deny)\s+"
-    r"(?P<reason>\S+)\s+(?P<source>\S+)\s+(?P<ms>\d+\.\d)\s+(?P<check>.+)$"
+    r"(?P<reason>\S+)\s+(?P<source>\S+)\s+(?P<curl>\d{3}|TLS-fail|-)\s+(?P<ms>\d+\.\d)\s+(?P<check>.+)$"
 )
 
 
-def table(output: str) -> dict[tuple[str, str, str], tuple[str, str, str]]:
-    rows: dict[tuple[str, str, str], tuple[str, str, str]] = {}
+def table(output: str) -> dict[tuple[str, str, str], tuple[str, str, str, str]]:
+    rows: dict[tuple[str, str, str], tuple[str, str, str, str]] = {}
     for line in output.splitlines():
         match = ROW.match(line)
         if match:
             key = (match["phase"], match["cert"], match["format"])
             assert key not in rows, f"row printed twice: {line}"
-            rows[key] = (match["decision"], match["reason"], match["source"])
+            rows[key] = (match["decision"], match["reason"], match["source"], match["curl"])
             assert match["check"] == "ok", line
     return rows
 
@@ -110,7 +115,7 @@ def test_demo_decides_every_certificate_and_cleans_up() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     rows = table(done.stdout)
     expected = {
-        (phase, cert, fmt): outcome
+        (phase, cert, fmt): (*outcome, CURL_OF.get(cert, CURL[outcome[0]]))
         for (phase, cert), outcome in EXPECTED.items()
         for fmt in ("REST", "HTTP-2.0")
     }
@@ -126,6 +131,18 @@ def test_demo_decides_every_certificate_and_cleans_up() -> None:
     assert re.search(r"^\s+root crl/[0-9a-f-]{36}\.crl, issuing crl/[0-9a-f-]{36}\.crl$", done.stdout, re.M)
     assert "acm-pca-permission-test-key (not a CRL: skipped)" in done.stdout
     assert "mtls-authorizer revoke --cert client-private-ecdsa.pem --reason keyCompromise" in done.stdout
+    # Every client went through the mutual-TLS gateways with a real TLS client.
+    assert re.search(
+        r"https://localhost:\d+ \(REST API\), https://localhost:\d+ \(HTTP API, payload 2\.0\)", done.stdout
+    )
+    if shutil.which("curl"):
+        assert re.search(
+            r"^    curl --cert clients/\S+\.pem --key clients/\S+\.key --cacert gateway/server-ca\.pem ",
+            done.stdout,
+            re.M,
+        )
+    else:  # pragma: no cover - curl is on the project's machines
+        assert "curl not found" in done.stdout
     assert "Traceback" not in done.stderr, done.stderr
     assert_cleaned_up(workdir_of(done.stdout))
     assert elapsed < 60, f"the demo took {elapsed:.1f} s"

@@ -28,6 +28,14 @@ def _client_cert(pem: str | None) -> dict[str, Any] | None:
     }
 
 
+def client_cert_block(pem: str) -> dict[str, Any]:
+    """`clientCert` as API Gateway puts it in the event for the certificate `pem` (the local gateway's too):
+    the PEM, subject and issuer DNs, the serial as colon-separated lowercase hex, validity dates."""
+    block = _client_cert(pem)
+    assert block is not None
+    return block
+
+
 def rest_event(pem: str | None) -> dict[str, Any]:
     """A REST API REQUEST authorizer event."""
     identity: dict[str, Any] = {"sourceIp": "198.51.100.7", "userAgent": "curl/8.5.0"}
