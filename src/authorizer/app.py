@@ -23,6 +23,7 @@ from .cache import Budgets, ExpiringCache
 from .certs import MAX_PEM_CHARS, Cert, InvalidCertificate, load_client_cert
 from .events import AuthorizerRequest, EventFormat, parse_event
 from .fetch import Fetcher
+from .health import HealthMonitor
 from .model import CertVerdict, Reason, Source
 from .observability import emit_metrics, logger, traced
 from .policy import allows
@@ -70,6 +71,7 @@ class Runtime:
     # Sized from the function's memory; `clients` is shared with the checker's per-client caches.
     budgets: Budgets
     cold: bool = True
+    health: HealthMonitor = field(default_factory=HealthMonitor)  # truststore and revocation health
     # The warm path: SHA-256 of the client PEM -> its summary, once its path has validated; kept no
     # longer than the certificates on that path are valid.
     clients: ExpiringCache[bytes, ClientSummary] = field(init=False)
@@ -107,6 +109,13 @@ def reset(clock: Callable[[], datetime] | None = None) -> None:
     _runtime = None
     if clock is not None:
         _runtime = _build_runtime(clock)
+
+
+def use_runtime(runtime: Runtime | None) -> None:
+    """Install `runtime` as the container's (the local gateway's, built from a file truststore);
+    None: build one from the environment on next use."""
+    global _runtime
+    _runtime = runtime
 
 
 def build_runtime(
@@ -151,6 +160,8 @@ def _build_runtime(clock: Callable[[], datetime] = _utcnow) -> Runtime:
 
 
 def _log_truststore(truststore: Truststore) -> None:
+    if _runtime is not None:
+        _runtime.health.truststore_loaded(truststore)
     for skipped in truststore.skipped:
         logger.warning("truststore block skipped", extra={"block": skipped})
     logger.info(
@@ -233,7 +244,7 @@ def decide(request: AuthorizerRequest, runtime: Runtime, deadline: float) -> Dec
         expiry = min(c.crypto.not_valid_after_utc for c in path.certs) + timedelta(seconds=skew)
         runtime.clients.put(key, client, expiry)
     try:
-        result = runtime.checker.check(path, truststore.version, deadline)
+        result = runtime.checker.check(path, truststore.version, deadline, truststore=truststore)
     except Exception:
         logger.exception("revocation check failed; treating revocation as unavailable")
         verdict = CertVerdict(client.subject, Reason.REVOCATION_UNAVAILABLE, Source.NONE, "internal error")
@@ -289,9 +300,8 @@ def _take_cold_start() -> bool:
     return True
 
 
-def _respond(
-    request: AuthorizerRequest, decision: Decision, simple: bool, started: float, context: Any
-) -> dict[str, Any]:
+def decision_context(decision: Decision) -> dict[str, ContextValue]:
+    """The response's `context`: the reason and, when the certificate parsed, what it is."""
     answer: dict[str, ContextValue] = {"reason": decision.reason.value}
     client = decision.client
     if client is not None:
@@ -302,6 +312,14 @@ def _respond(
             certIssuer=client.issuer,
             revocationSource=decision.source.value,
         )
+    return answer
+
+
+def _respond(
+    request: AuthorizerRequest, decision: Decision, simple: bool, started: float, context: Any
+) -> dict[str, Any]:
+    answer = decision_context(decision)
+    client = decision.client
     duration_ms = round((time.monotonic() - started) * 1000, 3)
     fields: dict[str, Any] = {
         "decision": "Allow" if decision.allow else "Deny",
@@ -319,7 +337,11 @@ def _respond(
             fetchFailures=decision.stats.fetch_failures,
         )
     logger.info("decision", extra=fields)
-    emit_metrics(
-        decision.allow, decision.reason, decision.source, decision.stats, duration_ms, _take_cold_start()
-    )
+    runtime, health = _runtime, None
+    if runtime is not None:  # never raises: health metrics cannot change a decision
+        health = runtime.health.observe(
+            runtime.now(), runtime.checker, decision.path, decision.verdicts, decision.stats
+        )
+    cold = _take_cold_start()
+    emit_metrics(decision.allow, decision.reason, decision.source, decision.stats, duration_ms, cold, health)
     return build_response(request, decision.allow, client.subject if client else "", answer, simple)
