@@ -22,7 +22,8 @@ from cryptography import x509
 from authorizer import crl, crl_index
 from authorizer.certs import cert_from_der
 from authorizer.crl import serial_key
-from authorizer.indexer import Indexer, source_name
+from authorizer.crl_index import source_name
+from authorizer.indexer import Indexer
 from authorizer.s3 import S3Reader
 from authorizer.settings import Settings
 from authorizer.truststore import parse_truststore
@@ -243,3 +244,234 @@ def test_partitioned_crls_are_indexed_with_their_scope(idx: IndexWorld) -> None:
     _, index = crl_index.decode(idx.index_object(source_name(url)), world.private_ica.cert.subject)
     assert index.idp_urls == frozenset({url})
     assert source_name(url) == f"s3://{idx.crls}/crl/part-1.crl"
+
+
+# ------------------------------------------------------------------------------- the authorizer reads it
+from conftest import Authorizer, Configure  # noqa: E402
+from test_cache_rules import Clock, clock  # noqa: E402, F401  (fixture)
+
+
+@pytest.fixture
+def s3_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every object the authorizer reads from S3 (s3://bucket/key), in order."""
+    from authorizer import s3 as s3_module
+
+    seen: list[str] = []
+    real = s3_module.S3Reader.get
+
+    def get(self: s3_module.S3Reader, bucket: str, key: str, etag: str = "") -> s3_module.S3Object:
+        seen.append(f"s3://{bucket}/{key}")
+        return real(self, bucket, key, etag)
+
+    monkeypatch.setattr(s3_module.S3Reader, "get", get)
+    return seen
+
+
+@pytest.fixture
+def indexed_authorizer(idx: IndexWorld, configure: Configure, clock: Clock) -> Callable[..., Authorizer]:
+    def make(**settings: str) -> Authorizer:
+        authz = configure(
+            CLOCK_SKEW_SECONDS="0",
+            REVOCATION_S3_REFRESH_SECONDS="60",
+            REVOCATION_INDEX_S3_URI=f"s3://{idx.index}/index/",
+            **settings,
+        )
+        authz.app.reset(clock=clock)
+        return authz
+
+    return make
+
+
+def test_new_container_decides_from_the_index_without_reading_the_crl(
+    idx: IndexWorld, indexed_authorizer: Callable[..., Authorizer], s3_reads: list[str]
+) -> None:
+    world = idx.world
+    leaf = world.leaf("from-index", issuer=world.private_ica)
+    other = world.leaf("from-index-good", issuer=world.private_ica)
+    idx.s3.client.put_object(
+        Bucket=idx.crls, Key="crl/big.crl", Body=fresh_crl(world, world.private_ica, [leaf], 4)
+    )
+    idx.indexer().run()
+    s3_reads.clear()  # what the indexer read
+    authz = indexed_authorizer(REVOCATION_CRL_S3_URI=f"s3://{idx.crls}/crl/")
+    authz.check("rest", leaf).expect(False, "revoked", leaf, "crl")
+    authz.check("rest", other).expect(True, "good", other, "crl")
+    assert f"s3://{idx.crls}/crl/big.crl" not in s3_reads  # the index answered, not the CRL
+
+
+def test_cdp_crl_is_read_from_the_index(
+    idx: IndexWorld, indexed_authorizer: Callable[..., Authorizer]
+) -> None:
+    world = idx.world
+    path, url = world.crl_url()
+    leaf = world.leaf("cdp-index", crl_urls=[url])
+    world.http.set(path, fresh_crl(world, world.ica, [leaf], 3))
+    idx.indexer(REVOCATION_INDEX_URLS=url).run()
+    world.http.reset_counts()
+    authz = indexed_authorizer()
+    authz.check("rest", leaf).expect(False, "revoked", leaf, "crl")
+    assert world.http.requests(path) == 0
+
+
+def test_missing_index_falls_back_to_the_crl_and_asks_the_indexer(
+    idx: IndexWorld, indexed_authorizer: Callable[..., Authorizer]
+) -> None:
+    world = idx.world
+    path, url = world.crl_url()
+    leaf = world.leaf("no-index-yet", crl_urls=[url])
+    world.http.set(path, fresh_crl(world, world.ica, [leaf], 1))
+    authz = indexed_authorizer()
+    authz.check("rest", leaf).expect(False, "revoked", leaf, "crl")
+    assert world.http.requests(path) == 1
+    name = hashlib.sha256(url.encode()).hexdigest()
+    request = idx.s3.client.get_object(Bucket=idx.index, Key=f"index/requests/{name}.json")
+    assert json.loads(request["Body"].read())["source"] == url
+    # The next indexer run picks it up; a new container then reads the index, not the CRL.
+    statuses = {o.source: o.status for o in idx.indexer().run().outcomes}
+    assert statuses[url] == "indexed"
+    world.http.reset_counts()
+    indexed_authorizer().check("rest", leaf).expect(False, "revoked", leaf, "crl")
+    assert world.http.requests(path) == 0
+
+
+def test_corrupt_index_falls_back_to_the_crl(
+    idx: IndexWorld, indexed_authorizer: Callable[..., Authorizer]
+) -> None:
+    world = idx.world
+    path, url = world.crl_url()
+    leaf = world.leaf("corrupt-index", crl_urls=[url])
+    world.http.set(path, fresh_crl(world, world.ica, [], 2))
+    idx.indexer(REVOCATION_INDEX_URLS=url).run()
+    key = crl_index.object_key("index/", url)
+    blob = bytearray(idx.index_object(url))
+    blob[-1] ^= 0x01  # would drop (or invent) a serial
+    idx.s3.client.put_object(Bucket=idx.index, Key=key, Body=bytes(blob))
+    world.http.set(path, fresh_crl(world, world.ica, [leaf], 3))
+    world.http.reset_counts()
+    indexed_authorizer().check("rest", leaf).expect(False, "revoked", leaf, "crl")
+    assert world.http.requests(path) == 1
+
+
+def test_stale_index_falls_back_to_the_crl(
+    idx: IndexWorld, indexed_authorizer: Callable[..., Authorizer], clock: Clock
+) -> None:
+    """The indexer stopped: its index is past nextUpdate; the CA's newer CRL lists the leaf."""
+    world = idx.world
+    path, url = world.crl_url()
+    leaf = world.leaf("stale-index", crl_urls=[url])
+    world.http.set(path, fresh_crl(world, world.ica, [], 1, next_update=utcnow() + HOUR))
+    idx.indexer(REVOCATION_INDEX_URLS=url).run()
+    clock.advance(2 * 3600)
+    world.http.set(
+        path, fresh_crl(world, world.ica, [leaf], 2, this_update=clock.now, next_update=clock.now + HOUR)
+    )
+    world.http.reset_counts()
+    indexed_authorizer().check("rest", leaf).expect(False, "revoked", leaf, "crl")
+    assert world.http.requests(path) == 1
+
+
+def test_index_older_than_the_held_crl_is_not_used(
+    idx: IndexWorld, indexed_authorizer: Callable[..., Authorizer], clock: Clock
+) -> None:
+    """The container fetched CRL #5 itself; an index of #4 (the indexer lagging) never replaces it."""
+    world = idx.world
+    path, url = world.crl_url()
+    leaf = world.leaf("older-index", crl_urls=[url])
+    sibling = world.leaf("older-index-sibling", crl_urls=[url])
+    older = fresh_crl(world, world.ica, [], 4)
+    world.http.set(path, older)
+    idx.indexer(REVOCATION_INDEX_URLS=url).run()  # index of #4
+    world.http.set(path, fresh_crl(world, world.ica, [leaf, sibling], 5))
+    idx.s3.client.delete_object(Bucket=idx.index, Key=crl_index.object_key("index/", url))
+    authz = indexed_authorizer(REVOCATION_CACHE_MAX_AGE_SECONDS="600")
+    authz.check("rest", leaf).expect(False, "revoked", leaf, "crl")  # no index: #5 fetched
+    world.http.set(path, older)
+    idx.indexer(REVOCATION_INDEX_URLS=url).run()  # the index is #4 again
+    clock.advance(601)
+    authz.check("rest", sibling).expect(False, "revoked", sibling, "crl")
+
+
+def test_revocation_written_to_s3_reaches_warm_containers_within_one_interval_plus_one_run(
+    idx: IndexWorld, indexed_authorizer: Callable[..., Authorizer], clock: Clock
+) -> None:
+    world = idx.world
+    leaf = world.leaf("index-latency", issuer=world.private_ica)
+    idx.s3.client.put_object(
+        Bucket=idx.crls, Key="crl/ca.crl", Body=fresh_crl(world, world.private_ica, [], 1)
+    )
+    idx.indexer().run()
+    authz = indexed_authorizer(REVOCATION_CRL_S3_URI=f"s3://{idx.crls}/crl/")
+    authz.check("rest", leaf).expect(True, "good", leaf, "crl")
+    idx.s3.client.put_object(
+        Bucket=idx.crls, Key="crl/ca.crl", Body=fresh_crl(world, world.private_ica, [leaf], 2)
+    )
+    idx.indexer().run()  # the S3 event's run
+    clock.advance(61)
+    authz.check("rest", leaf).expect(False, "revoked", leaf, "crl")
+
+
+def test_partitioned_crls_are_decided_from_their_indexes(
+    idx: IndexWorld, indexed_authorizer: Callable[..., Authorizer], s3_reads: list[str]
+) -> None:
+    world = idx.world
+    keys = [f"crl/part-{i}.crl" for i in range(3)]
+    urls = [f"http://{idx.crls}.s3.us-east-1.amazonaws.com/{k}" for k in keys]
+    leaves = [world.leaf(f"part-{i}", issuer=world.private_ica, crl_urls=[urls[i]]) for i in range(3)]
+    for i, (key, url) in enumerate(zip(keys, urls, strict=True)):
+        revoked = [leaves[i]] if i == 1 else []
+        idx.s3.client.put_object(
+            Bucket=idx.crls,
+            Key=key,
+            Body=fresh_crl(world, world.private_ica, revoked, 1, idp=world.pki.idp(url)),
+        )
+    idx.indexer().run()
+    s3_reads.clear()  # what the indexer read
+    authz = indexed_authorizer(REVOCATION_CRL_S3_URI=f"s3://{idx.crls}/crl/")
+    for i, leaf in enumerate(leaves):
+        if i == 1:
+            authz.check("rest", leaf).expect(False, "revoked", leaf, "crl")
+        else:
+            authz.check("rest", leaf).expect(True, "good", leaf, "crl")
+    assert not any(read.startswith(f"s3://{idx.crls}/crl/") for read in s3_reads)
+
+
+# ------------------------------------------------------------------------------- the CLI, events
+def test_cli_index_runs_the_indexer_once(
+    idx: IndexWorld, tmp_path: object, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pathlib import Path
+
+    from authorizer import cli
+
+    monkeypatch.setenv("FETCH_BLOCKED_NETWORKS", "")  # the CRLs are on loopback
+
+    world = idx.world
+    path, url = world.crl_url()
+    world.http.set(path, fresh_crl(world, world.ica, [], 1))
+    impostor = world.pki.root("impostor", subject=world.ica.cert.subject)
+    forged_path, forged_url = world.crl_url()
+    world.http.set(forged_path, fresh_crl(world, impostor, [], 1))
+    truststore = Path(str(tmp_path)) / "truststore.pem"
+    truststore.write_bytes(pem_bundle(world.trusted))
+    index = f"s3://{idx.index}/index/"
+    assert cli.main(["index", "--truststore", str(truststore), "--index", index, "--source", url]) == 0
+    assert "indexed" in capsys.readouterr().out
+    crl_index.decode(idx.index_object(url), world.ica.cert.subject)
+    code = cli.main(
+        ["index", "--truststore", str(truststore), "--index", index, "--source", forged_url, "--json"]
+    )
+    report = json.loads(capsys.readouterr().out)
+    assert code == 1 and report["failed"] == 1 and report["sources"][0]["status"] == "failed"
+
+
+def test_indexer_reads_the_objects_an_event_names() -> None:
+    from authorizer.indexer import _objects_named
+
+    s3_event = {"Records": [{"s3": {"bucket": {"name": "b"}, "object": {"key": "crl/a+b.crl"}}}]}
+    bridge = {
+        "detail-type": "Object Created",
+        "detail": {"bucket": {"name": "b"}, "object": {"key": "crl/x.crl"}},
+    }
+    assert _objects_named(s3_event) == ["s3://b/crl/a b.crl"]
+    assert _objects_named(bridge) == ["s3://b/crl/x.crl"]
+    assert _objects_named({"source": "aws.scheduler"}) == []

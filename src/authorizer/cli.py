@@ -7,8 +7,17 @@
     mtls-authorizer unrevoke --cert client.pem [--issuer issuer.pem] --denylist FILE|s3://bucket/key
     mtls-authorizer list --denylist FILE|s3://bucket/key [--json]
     mtls-authorizer event --cert client.pem [--format rest|http]
+    mtls-authorizer index --truststore truststore.pem [--index s3://bucket/prefix/] [--source URL ...]
+                          [--json]
+    mtls-authorizer gateway --truststore truststore.pem [--port 8443] [--host 127.0.0.1] [--format rest|http]
+                            [--cert server.pem --key server.key] [--crl FILE ...] [--denylist FILE|s3://bucket/key]
 
 (`python -m authorizer ...` is the same program.)
+
+`gateway` is a local HTTPS endpoint that does what an API Gateway custom domain with mutual TLS does: it
+requires a client certificate that verifies against the truststore (or fails the handshake), builds the
+authorizer event from the handshake, calls the Lambda handler with the Lambda's settings and answers 403
+or a sample backend's 200 (see gateway.py). Try it with `curl --cert --key`.
 
 `check` decides as the Lambda would: settings come from the same environment variables (see the
 README). `--crl FILE` (repeatable) hands over CRLs the way `openssl verify -CRLfile` does: each
@@ -39,7 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from . import app
+from . import app, sample_events
 from .app import Decision, build_runtime, decide
 from .certs import Cert, InvalidCertificate, cert_from_der, load_client_cert
 from .denylist import REASONS, Denylist, Entry, NotListed, entry_for
@@ -137,6 +146,51 @@ def _parser() -> argparse.ArgumentParser:
     event = commands.add_parser("event", help="print an authorizer event for `sam local invoke -e`")
     event.add_argument("--cert", required=True, type=Path, help="client certificate (PEM)")
     event.add_argument("--format", choices=("rest", "http"), default="rest")
+
+    index = commands.add_parser(
+        "index",
+        help="run the indexer once: verify CRLs and write the shared revocation index",
+        description="Run the indexer the IndexerFunction runs, once, with these settings (a dry run of "
+        "the schedule, or a way to index now). Sources: REVOCATION_CRL_S3_URI, the truststore CAs' "
+        "distribution points, REVOCATION_INDEX_URLS, the containers' requests, or just --source. "
+        "Exit 0 when nothing failed, 1 when some source failed, 2 on a usage error.",
+    )
+    index.add_argument("--truststore", required=True, type=Path, help="truststore.pem (PEM bundle)")
+    index.add_argument("--index", metavar="s3://bucket/prefix/", help="instead of REVOCATION_INDEX_S3_URI")
+    index.add_argument(
+        "--source", action="append", default=[], metavar="URL", help="index only this CRL (repeatable)"
+    )
+    index.add_argument("--json", action="store_true", help="print the run's report as JSON")
+
+    gateway = commands.add_parser(
+        "gateway",
+        help="a local mutual-TLS endpoint in front of the authorizer, for curl --cert --key",
+        description="A local HTTPS endpoint that does what an API Gateway custom domain with mutual TLS "
+        "does: client certificates verified against the truststore in the TLS handshake, the authorizer "
+        "event built from it, the Lambda handler called with the Lambda's settings from the environment, "
+        "403 or a sample backend's 200. Runs until Ctrl-C; exit 0 once stopped, 2 on a usage error.",
+    )
+    gateway.add_argument("--truststore", required=True, type=Path, help="truststore.pem (PEM bundle)")
+    gateway.add_argument("--port", type=int, default=8443, help="port to listen on (default 8443; 0: any)")
+    gateway.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    gateway.add_argument(
+        "--format",
+        choices=("rest", "http"),
+        default="rest",
+        help="REST API events (default) or HTTP API payload 2.0",
+    )
+    gateway.add_argument("--cert", type=Path, help="server certificate (PEM; default: a throwaway one)")
+    gateway.add_argument("--key", type=Path, help="its private key (PEM)")
+    gateway.add_argument(
+        "--crl", action="append", default=[], type=Path, metavar="FILE", help="a CRL file, as for check"
+    )
+    gateway.add_argument(
+        "--denylist", metavar=where, help="the denylist to apply (instead of REVOCATION_DENYLIST_S3_URI)"
+    )
+    gateway.add_argument("--region", default=sample_events.REGION, help="region in the method ARN")
+    gateway.add_argument("--account-id", default=sample_events.ACCOUNT, help="account in the method ARN")
+    gateway.add_argument("--api-id", default=sample_events.API_ID, help="API id in the method ARN")
+    gateway.add_argument("--stage", default=sample_events.STAGE, help="stage in the method ARN")
     return parser
 
 
@@ -155,6 +209,10 @@ def main(argv: list[str] | None = None) -> int:
             return _check(args.cert, args.truststore, args.crl, args.denylist, args.json)
         if args.command == "list":
             return _list(args.denylist, args.json)
+        if args.command == "gateway":
+            return _gateway(args)
+        if args.command == "index":
+            return _index(args.truststore, args.index, args.source, args.json)
         return _edit(args.command, args.cert, args.issuer, getattr(args, "reason", ""), args.denylist)
     except NotListed as exc:
         print(f"mtls-authorizer: {exc}", file=sys.stderr)
@@ -274,6 +332,54 @@ class _Progress:
     def done(self) -> None:
         if self._shown:
             self._stream.write("\n")
+
+
+# --- gateway ---------------------------------------------------------------------------------------
+
+
+def _gateway(args: argparse.Namespace) -> int:
+    from . import gateway  # imported on use: the other commands need neither ssl servers nor their setup
+
+    options = gateway.GatewayOptions(
+        truststore=args.truststore,
+        host=args.host,
+        port=args.port,
+        fmt=args.format,
+        cert=args.cert,
+        key=args.key,
+        crls=tuple(args.crl),
+        denylist=args.denylist,
+        ids=gateway.ApiIds(args.region, args.account_id, args.api_id, args.stage),
+    )
+    return gateway.serve(options, out=lambda line: print(line, flush=True))
+
+
+# --- index ------------------------------------------------------------------------------------------
+
+
+def _index(truststore_path: Path, index_uri: str | None, only: list[str], as_json: bool) -> int:
+    from .app import _s3_client
+    from .indexer import Indexer, source_name
+    from .s3 import S3Reader
+
+    settings = Settings.from_env()
+    if index_uri:
+        settings = dataclasses.replace(
+            settings, sources=dataclasses.replace(settings.sources, index_uri=index_uri)
+        )
+    truststore = parse_truststore(truststore_path.read_bytes(), version=str(truststore_path))
+    indexer = Indexer(settings, truststore, S3Reader(_s3_client, settings.fetch.max_crl_bytes))
+    report = indexer.run([source_name(s) for s in only])
+    if as_json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        for o in report.outcomes:
+            print(
+                f"{o.status:9} {o.source}"
+                + (f"  ({o.entries} entries)" if o.entries else "")
+                + (f"  {o.detail}" if o.detail else "")
+            )
+    return EXIT_DENY if report.count("failed") else EXIT_ALLOW
 
 
 # --- the denylist: revoke, unrevoke, list ----------------------------------------------------------

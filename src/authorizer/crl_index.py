@@ -20,6 +20,7 @@ Trust: the same as truststore.pem, an S3 object only the indexer's role may writ
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from collections.abc import Iterator, Set
@@ -56,6 +57,7 @@ class IndexHeader:
     holds: int
     tables_sha256: str
     source_etag: str = ""  # of the CRL object (S3), so a lister can tell it is current
+    skeleton: bytes = b""  # the CRL without its entries: for matching a CRL set's candidates, never trusted
 
 
 class SortedSerials(Set[bytes]):
@@ -102,8 +104,9 @@ def encode(
     issuer_name_der: bytes,
     crl_sha256: str,
     source_etag: str = "",
+    skeleton: bytes = b"",
 ) -> bytes:
-    """The index object for a verified CRL."""
+    """The index object for a verified CRL (`skeleton`: see `skeleton_of`)."""
     serials = list(index.revoked)
     width = 1 + max((len(s) for s in serials), default=0)
     revoked = b"".join(sorted(_entry(s, width) for s in serials))
@@ -125,9 +128,30 @@ def encode(
         "entries": len(serials),
         "holds": len(index.holds),
         "tablesSha256": hashlib.sha256(revoked + holds).hexdigest(),
+        "skeleton": base64.b64encode(skeleton).decode(),
     }
     encoded = json.dumps(header, sort_keys=True).encode()
     return MAGIC + len(encoded).to_bytes(4, "big") + encoded + revoked + holds
+
+
+def skeleton_of(der: bytes) -> bytes:
+    """The CRL with its revokedCertificates left out: what a CRL set matches a certificate with
+    (issuer, IDP, numbers; crl_set.candidate parses it as it parses the CRL). Its signature no longer
+    verifies, and it is never used for an answer."""
+    from asn1crypto import crl as asn1_crl
+
+    outer = asn1_crl.CertificateList.load(der)
+    tbs = outer["tbs_cert_list"].copy()
+    tbs["revoked_certificates"] = None
+    return bytes(
+        asn1_crl.CertificateList(
+            {
+                "tbs_cert_list": tbs,
+                "signature_algorithm": outer["signature_algorithm"],
+                "signature": outer["signature"],
+            }
+        ).dump()
+    )
 
 
 def _entry(serial: bytes, width: int) -> bytes:
@@ -162,6 +186,7 @@ def read_header(data: bytes | memoryview) -> tuple[IndexHeader, int]:
             holds=int(raw["holds"]),
             tables_sha256=str(raw["tablesSha256"]),
             source_etag=str(raw.get("sourceEtag", "")),
+            skeleton=base64.b64decode(raw.get("skeleton", "")),
         )
     except CorruptIndex:
         raise
@@ -172,18 +197,28 @@ def read_header(data: bytes | memoryview) -> tuple[IndexHeader, int]:
     return header, 12 + size
 
 
-def decode(data: bytes, issuer_name: x509.Name) -> tuple[IndexHeader, CrlIndex]:
-    """The index as the CrlIndex crl.lookup answers from; raises CorruptIndex when it is corrupt."""
-    header, start = read_header(data)
-    expected = (header.entries + header.holds) * header.width
-    if len(data) - start != expected:
-        raise CorruptIndex(f"index tables hold {len(data) - start} bytes, the header says {expected}")
+def tables(data: bytes, header: IndexHeader) -> tuple[int, int]:
+    """Where the revoked and holds tables start, once their length and SHA-256 are checked."""
+    start = len(data) - (header.entries + header.holds) * header.width
+    _, expected_start = read_header(data)
+    if start != expected_start:
+        raise CorruptIndex(
+            f"index tables hold {len(data) - expected_start} bytes, the header says "
+            f"{(header.entries + header.holds) * header.width}"
+        )
     if hashlib.sha256(memoryview(data)[start:]).hexdigest() != header.tables_sha256:
         raise CorruptIndex("index tables do not match their SHA-256")
+    return start, start + header.entries * header.width
+
+
+def decode(data: bytes, issuer_name: x509.Name) -> tuple[IndexHeader, CrlIndex]:
+    """The index as the CrlIndex crl.lookup answers from; raises CorruptIndex when it is corrupt."""
+    header, _ = read_header(data)
+    start, holds_start = tables(data, header)
     if header.issuer_name_der != issuer_name.public_bytes():
         raise CorruptIndex("index is for another issuer name")
     revoked = SortedSerials(data, start, header.entries, header.width)
-    holds = frozenset(SortedSerials(data, start + header.entries * header.width, header.holds, header.width))
+    holds = frozenset(SortedSerials(data, holds_start, header.holds, header.width))
     return header, CrlIndex(
         issuer=issuer_name,
         this_update=header.this_update,
@@ -196,6 +231,15 @@ def decode(data: bytes, issuer_name: x509.Name) -> tuple[IndexHeader, CrlIndex]:
         crl_number=header.crl_number,
         holds=holds,
     )
+
+
+def source_name(url: str) -> str:
+    """The name an index is kept under: an S3 URL is its s3:// object, whatever endpoint form the
+    certificate used, so the CRL set and the distribution points find the same index."""
+    from .s3 import object_of_url
+
+    in_s3 = object_of_url(url)
+    return f"s3://{in_s3[0]}/{in_s3[1]}" if in_s3 else url
 
 
 def object_key(prefix: str, source: str) -> str:

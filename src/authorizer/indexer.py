@@ -12,6 +12,7 @@ extensions, scope) and its freshness; an index is never replaced by an older CRL
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -24,21 +25,17 @@ from cryptography import x509
 
 from . import crl, crl_index
 from .certs import Cert
+from .crl_index import source_name
+
+__all__ = ["Indexer", "Outcome", "Report", "lambda_handler", "source_name"]
 from .fetch import Fetcher, FetchError, Request
 from .freshness import StaleData, usable_until
-from .s3 import S3Error, S3Location, S3Reader, object_of_url
+from .s3 import S3Error, S3Location, S3Reader
 from .settings import Settings
 from .truststore import Truststore
 
 MAX_SOURCES = 10_000
 _HEADER_RANGE = f"bytes=0-{crl_index.MAX_HEADER_BYTES + 11}"
-
-
-def source_name(url: str) -> str:
-    """The name an index is kept under: an S3 URL is its s3:// object, whatever endpoint form the
-    certificate used, so the CRL set and the distribution points find the same index."""
-    in_s3 = object_of_url(url)
-    return f"s3://{in_s3[0]}/{in_s3[1]}" if in_s3 else url
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +178,11 @@ class Indexer:
             issuer_name_der=issuer.crypto.subject.public_bytes(),
             crl_sha256=digest,
             source_etag=etag,
+            skeleton=crl_index.skeleton_of(_der(data)),
         )
+        unindexable = _unindexable(index, crl_index.decode(blob, issuer.crypto.subject)[1])
+        if unindexable:  # the containers fetch such a CRL themselves
+            return Outcome(source, "skipped", f"not indexed: {unindexable} (the index holds plain CRLs)")
         self._reader.client().put_object(
             Bucket=self._location.bucket,
             Key=crl_index.object_key(self._location.key, source),
@@ -238,6 +239,23 @@ def _crl_issuer(data: bytes) -> x509.Name:
     if parsed is None or parsed.delta:
         raise ValueError("not a complete CRL")
     return parsed.issuer
+
+
+def _der(data: bytes) -> bytes:
+    from .sources.crl_set import candidate
+
+    parsed = candidate("", "", data)
+    assert parsed is not None  # _crl_issuer accepted it
+    return parsed.der
+
+
+def _unindexable(index: crl.CrlIndex, restored: crl.CrlIndex) -> str:
+    """What the index format would lose of this CRL (a delta, reason partitions, an indirect CRL, a
+    FreshestCRL pointer, a relative-name IDP): such CRLs are left to the containers."""
+    for name in ("reasons", "indirect", "delta_base", "freshest_declared", "foreign", "removed"):
+        if getattr(index, name) != getattr(restored, name):
+            return name
+    return "" if index.idp_keys() == restored.idp_keys() else "IDP names other than URLs"
 
 
 def _older(index: crl.CrlIndex, existing: crl_index.IndexHeader) -> bool:
@@ -303,16 +321,22 @@ def _emit_metrics(report: Report) -> None:
 
 
 def _objects_named(event: Any) -> list[str]:
-    """The s3:// objects of an S3 ObjectCreated notification; empty for a scheduled run (everything)."""
+    """The s3:// objects an S3 notification (`Records[].s3`) or an EventBridge "Object Created" event
+    (`detail.bucket.name`, `detail.object.key`) names; empty for a scheduled run (everything)."""
+    from urllib.parse import unquote_plus
+
+    if not isinstance(event, dict):
+        return []
     names: list[str] = []
-    records = event.get("Records", []) if isinstance(event, dict) else []
+    detail = event.get("detail")
+    if event.get("detail-type") == "Object Created" and isinstance(detail, dict):
+        with contextlib.suppress(KeyError, TypeError):
+            names.append(f"s3://{detail['bucket']['name']}/{detail['object']['key']}")
+    records = event.get("Records", [])
     for record in records if isinstance(records, list) else []:
         try:
-            from urllib.parse import unquote_plus
-
-            names.append(
-                f"s3://{record['s3']['bucket']['name']}/{unquote_plus(record['s3']['object']['key'])}"
-            )
+            bucket, key = record["s3"]["bucket"]["name"], unquote_plus(record["s3"]["object"]["key"])
         except (KeyError, TypeError):
             continue
+        names.append(f"s3://{bucket}/{key}")
     return names

@@ -26,7 +26,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from .cache import Budgets, ExpiringCache, approx_bytes
 from .certs import Cert
@@ -35,12 +35,14 @@ from .model import Answer, CertVerdict, Reason, Source, Status
 from .policy import cert_verdict, overridden, path_verdict
 from .s3 import ClientFactory, S3Location, S3Reader
 from .settings import Depth, FetchPolicy, RevocationPolicy, SourcesConfig
-from .sources import Held, Link, Need, RevocationSource, SourceFailure
+from .sources import CombiningSource, Held, Link, Need, RevocationSource, SourceFailure
 from .sources.crl_distribution_point import CrlDistributionPointSource
 from .sources.crl_set import CrlSet, CrlSetSource, Lister, Snapshot, file_lister, s3_lister
 from .sources.denylist import DenylistSource
+from .sources.index import MAX_INDEX_BYTES, IndexStore
 from .sources.ocsp_responder import OcspResponderSource
 from .trust import CertPath
+from .truststore import Truststore
 
 MAX_HELD = 1_000_000  # pieces of verified data (CRL indexes, OCSP answers): the byte budgets bound them
 MAX_DECISIONS = 1_000_000
@@ -48,6 +50,8 @@ DEFAULT_CLIENT_BYTES = 256 * 1024 * 1024  # when no budgets are given (a library
 DEFAULT_CRL_BYTES = 384 * 1024 * 1024
 MAX_SCOPES = 50_000  # anti-rollback high-water marks
 MAX_REVOCATIONS = 200_000  # remembered revocations: (issuer fingerprint, serial)
+MAX_TRACKED = 5_000  # pieces of data whose health is reported
+MAX_SUMMARY = 1_000
 MAX_REFRESHES = 64  # refreshes in flight at once; more are refused at once (never queued)
 BACKGROUND_SECONDS = 30.0  # a refresh outlives the request that started it by at most this long
 
@@ -130,6 +134,9 @@ class RevocationChecker:
         # Security state, bounded by count only (client churn must not evict it): small entries.
         self._revoked: OrderedDict[tuple[str, int], tuple[Source, str]] = OrderedDict()
         self._inflight: dict[Hashable, _Refresh] = {}
+        # For health metrics: what each piece of data is about, and its latest failed refresh
+        # (kept until a refresh succeeds, unlike the back-off).
+        self._tracked: OrderedDict[Hashable, HeldSummary] = OrderedDict()
         self._slots = threading.BoundedSemaphore(MAX_REFRESHES)
 
     def _build_sources(
@@ -144,8 +151,16 @@ class RevocationChecker:
         """Every configured source, in the order their answers are reported."""
         now = self._now
         s3 = S3Reader(s3_client, fetch_policy.max_crl_bytes) if s3_client is not None else None
+        index: IndexStore | None = None
+        if config.index_uri and s3_client is not None:
+            try:
+                location = S3Location.parse(config.index_uri)
+                reader = S3Reader(s3_client, MAX_INDEX_BYTES)
+                index = IndexStore(reader, location, config.s3_refresh_seconds, policy, now, log)
+            except ValueError as exc:  # without the index every CRL is fetched: slower, still correct
+                log(f"REVOCATION_INDEX_S3_URI: {exc}")
         self._crl_source = CrlDistributionPointSource(
-            policy, fetch_policy, fetcher, now, s3, config.s3_buckets if s3 else frozenset()
+            policy, fetch_policy, fetcher, now, s3, config.s3_buckets if s3 else frozenset(), index
         )
         ocsp_source = OcspResponderSource(
             policy, fetch_policy, fetcher, now, self._check_responder, self._backoff
@@ -159,16 +174,18 @@ class RevocationChecker:
                 except ValueError as exc:
                     log(f"REVOCATION_CRL_S3_URI: {exc}")
             lister = (
-                s3_lister(s3, locations, now)
+                s3_lister(s3, locations, now, index)
                 if s3 is not None and len(locations) == len(config.crl_s3_uris)
                 else _unreadable("REVOCATION_CRL_S3_URI cannot be read")
             )
             crl_set = CrlSet(lister, config.s3_refresh_seconds, now, log)
-            sources.append(CrlSetSource(crl_set, policy, now))
+            sources.append(CrlSetSource(crl_set, policy, now, deltas=self._crl_source))
         if config.crl_files:
-            sources.append(
-                CrlSetSource(CrlSet(file_lister(config.crl_files, now), 1e9, now, log), policy, now)
-            )
+            file_set = CrlSet(file_lister(config.crl_files, now), 1e9, now, log)
+            sources.append(CrlSetSource(file_set, policy, now, deltas=self._crl_source))
+        # Certificates a CRL set holds are candidate CRL signers for the distribution points too (§6.3.3 (f)).
+        sets = [source for source in sources if isinstance(source, CrlSetSource)]
+        self._crl_source.extra_certs = lambda: tuple(c for crl_set in sets for c in crl_set.certificates())
         if config.denylist_uri:
             sources.append(DenylistSource(config.denylist_uri, s3, config.s3_refresh_seconds, policy, now))
         return tuple(sources)
@@ -189,11 +206,16 @@ class RevocationChecker:
             path_verdict(decision.verdicts), decision.verdicts, decision.until, Stats(cache_hits=1)
         )
 
-    def check(self, path: CertPath, truststore_version: str, deadline: float) -> PathResult:
+    def check(
+        self, path: CertPath, truststore_version: str, deadline: float, truststore: Truststore | None = None
+    ) -> PathResult:
+        """The path's revocation verdict. `truststore` (the one the path was validated against) lets
+        the CRL sources find a CRL's signer other than the issuer (RFC 5280 §6.3.3 (f))."""
         held_result = self.cached_result(path.leaf.fingerprint, truststore_version)
         if held_result is not None:
             return held_result
-        links = [Link(cert, issuer) for cert, issuer in path.links()]
+        anchor = path.certs[-1]
+        links = [Link(cert, issuer, anchor, truststore) for cert, issuer in path.links()]
         if self._policy.depth is Depth.LEAF:
             links = links[:1]
         stats = Stats()
@@ -203,7 +225,7 @@ class RevocationChecker:
         fresh_until = now + self._max_age
         rests_on: list[tuple[Hashable, int]] = []
         for link, needs in zip(links, plan, strict=True):
-            answers = [self._answer(need, known.get(need.key), now, rests_on) for need in needs]
+            answers = [self._answer(need, known.get(need.key), now, rests_on, known) for need in needs]
             remembered = self._remember_revocations(link, answers)
             pairs = list(zip(needs, answers, strict=True))
             declared = list(dict.fromkeys(need.source.kind for need in needs if need.declares))
@@ -220,6 +242,29 @@ class RevocationChecker:
             self._decisions.put((path.leaf.fingerprint, truststore_version), decision, fresh_until)
         return PathResult(path_verdict(result), result, fresh_until, stats)
 
+    def held_summary(self) -> list[HeldSummary]:
+        """The data held (or failed to be had), worst first: for health metrics. Shared data always;
+        a certificate's own OCSP answer only when its latest refresh failed. No I/O, never raises."""
+        with self._lock:
+            tracked = list(self._tracked.items())
+        summary: list[HeldSummary] = []
+        for key, entry in tracked:
+            item = self._held(key).peek(key)
+            held = item[1] if item is not None else None
+            if entry.source == Source.OCSP.value and entry.last_failure is None:
+                continue
+            summary.append(
+                dataclasses.replace(
+                    entry,
+                    this_update=held.this_update if held else None,
+                    next_update=held.next_update if held else None,
+                    fetched_at=held.fetched_at if held else None,
+                )
+            )
+        far = datetime.max.replace(tzinfo=UTC)
+        summary.sort(key=lambda e: (e.last_failure is None, e.next_update or far))
+        return summary[:MAX_SUMMARY]
+
     # --- gathering: plan, start refreshes, wait until the deadline -----------------------------
 
     def _gather(
@@ -227,14 +272,38 @@ class RevocationChecker:
     ) -> tuple[list[list[Need]], dict[Hashable, Held]]:
         """What each link needs, and the data in hand for it: held at planning time, or brought by a
         refresh that ended by `deadline` (kept by reference: a later eviction cannot take it away
-        from this request)."""
-        now = self._now()
-        plan = [[need for source in sources for need in source.needs(link, deadline)] for link in links]
+        from this request). Data that arrives may announce more (a base CRL's FreshestCRL, RFC 5280
+        §5.2.6): then the links are planned once more, and what is new is fetched too."""
+
+        def planned() -> list[list[Need]]:
+            return [[need for source in sources for need in source.needs(link, deadline)] for link in links]
+
+        plan = planned()
         known: dict[Hashable, Held] = {}
+        seen: set[Hashable] = set()
+        if self._fetch(plan, known, seen, deadline, stats):
+            replanned = planned()
+            if any(need.key not in seen for need in _flat(replanned)):
+                self._fetch(replanned, known, seen, deadline, stats)
+            plan = replanned
+        return plan, known
+
+    def _fetch(
+        self,
+        plan: list[list[Need]],
+        known: dict[Hashable, Held],
+        seen: set[Hashable],
+        deadline: float,
+        stats: Stats,
+    ) -> bool:
+        """Start the refreshes the plan's needs (not `seen` before) call for, wait for them until
+        `deadline`; whether any brought data."""
+        now = self._now()
         waiting: dict[Hashable, _Refresh] = {}
-        for need in (n for needs in plan for n in needs if not n.unusable):
-            if need.key in waiting or need.key in known:
+        for need in (n for n in _flat(plan) if not n.unusable):
+            if need.key in seen:
                 continue
+            seen.add(need.key)
             held = self._held(need.key).peek(need.key, touch=True)
             if held is not None:
                 known[need.key] = held[1]
@@ -246,6 +315,7 @@ class RevocationChecker:
                 continue
             stats.cache_misses += 1
             waiting[need.key] = self._start_refresh(need, known.get(need.key))
+        accepted = False
         for key, refresh in waiting.items():
             refresh.done.wait(max(0.0, deadline - time.monotonic()))
             if not refresh.done.is_set():
@@ -257,7 +327,8 @@ class RevocationChecker:
                 stats.fetch_failures.append(refresh.failure.kind)
             if refresh.accepted is not None:
                 known[key] = refresh.accepted
-        return plan, known
+                accepted = True
+        return accepted
 
     def _held(self, key: Hashable) -> ExpiringCache[Hashable, Held]:
         """CRL indexes are weighed against the CRL budget, everything else against the clients'."""
@@ -275,6 +346,11 @@ class RevocationChecker:
                 refresh.done.set()
                 return refresh
             self._inflight[need.key] = refresh
+            if need.key not in self._tracked:
+                issuer = "" if need.source.kind is Source.DENYLIST else need.link.issuer.subject
+                self._tracked[need.key] = HeldSummary(need.source.kind.value, issuer)
+                while len(self._tracked) > MAX_TRACKED:
+                    self._tracked.popitem(last=False)
         worker = threading.Thread(
             target=self._refresh,
             args=(need, held, refresh, time.monotonic() + BACKGROUND_SECONDS),
@@ -306,6 +382,13 @@ class RevocationChecker:
         refresh.seconds = time.monotonic() - refresh.started
         with self._lock:
             self._inflight.pop(key, None)
+            tracked = self._tracked.get(key)
+            if tracked is not None:
+                self._tracked[key] = dataclasses.replace(
+                    tracked,
+                    last_failure=self._now() if failure is not None else None,
+                    failure_kind=failure.kind if failure is not None else "",
+                )
         self._slots.release()
         refresh.done.set()
 
@@ -343,26 +426,49 @@ class RevocationChecker:
     # --- answers (the calling thread) ---------------------------------------------------------
 
     def _answer(
-        self, need: Need, held: Held | None, now: datetime, rests_on: list[tuple[Hashable, int]]
+        self,
+        need: Need,
+        held: Held | None,
+        now: datetime,
+        rests_on: list[tuple[Hashable, int]],
+        known: dict[Hashable, Held] | None = None,
     ) -> Answer:
         kind = need.source.kind
         if need.unusable:
             return Answer(Status.UNAVAILABLE, kind, now + self._max_age, need.unusable)
         failed = self._failures.get(need.key, now)
         failure = failed[0] if failed and (held is None or failed[1] >= held.fetched_at) else None
+        # The data each of `with_data` rests on: the newest verified for its scope (RFC 5280 §5.2.4).
+        extra: list[Held | None] = []
+        extra_failures: list[str] = []
+        for other in need.with_data:
+            other_held = None if other.unusable else (known or {}).get(other.key)
+            newest = self._candidates(other_held)
+            extra.append(newest[0] if newest else None)
+            other_failed = None if other.unusable else self._failures.get(other.key, now)
+            if other.unusable and not other_held:
+                extra_failures.append(other.unusable)
+            elif other_failed and (other_held is None or other_failed[1] >= other_held.fetched_at):
+                extra_failures.append(other_failed[0].detail)
         unusable: Answer | None = None
         for data in self._candidates(held):
             try:
-                answer = need.source.answer(need, data, now)
+                if need.with_data and isinstance(need.source, CombiningSource):
+                    answer = need.source.answer_with(need, data, extra, now)
+                else:
+                    answer = need.source.answer(need, data, now)
             except ValueError as exc:  # CRLError, StaleData: this data does not answer (any more)
-                unusable = unusable or Answer(
-                    Status.UNAVAILABLE, kind, now + self._backoff, f"{kind.value}: {exc}"
-                )
+                detail = f"{kind.value}: {exc}" + "".join(f"; {f}" for f in extra_failures)
+                unusable = unusable or Answer(Status.UNAVAILABLE, kind, now + self._backoff, detail)
                 continue
             assert held is not None
             rests_on.append((data.scope, data.generation))
             limit = data.refresh_at
-            if failure is not None or now >= held.refresh_at:  # a fallback: retry after the back-off
+            for other_data in extra:
+                if other_data is not None:
+                    rests_on.append((other_data.scope, other_data.generation))
+                    limit = min(limit, max(other_data.refresh_at, now + self._backoff))
+            if failure is not None or extra_failures or now >= held.refresh_at:  # a fallback: retry soon
                 limit = min(limit, now + self._backoff)
             if failure is not None and answer.status is not Status.UNAVAILABLE:
                 answer = dataclasses.replace(
@@ -417,12 +523,25 @@ class RevocationChecker:
         if not needs:
             return Answer(Status.GOOD, Source.CRL, self._now() + self._max_age, "declares no CRL")
         now = self._now()
-        answers = [self._answer(need, known.get(need.key), now, []) for need in needs]
+        answers = [self._answer(need, known.get(need.key), now, [], known) for need in needs]
         verdict = cert_verdict(link.cert.subject, [Source.CRL], answers)
         status = {Reason.GOOD: Status.GOOD, Reason.REVOKED: Status.REVOKED}.get(
             verdict.reason, Status.UNAVAILABLE
         )
         return Answer(status, Source.CRL, now, verdict.detail)
+
+
+@dataclass(frozen=True, slots=True)
+class HeldSummary:
+    """One piece of data the checker holds or failed to get (health.HeldDataView)."""
+
+    source: str  # Source value
+    issuer: str  # RFC 4514 subject of the CA it is about; "" for the denylist
+    this_update: datetime | None = None
+    next_update: datetime | None = None
+    fetched_at: datetime | None = None
+    last_failure: datetime | None = None
+    failure_kind: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -433,6 +552,11 @@ class _Mark:
     key: Hashable
     held: Held
     generation: int
+
+
+def _flat(plan: list[list[Need]]) -> list[Need]:
+    """Every need of a plan, each followed by the needs its answer also rests on."""
+    return [n for needs in plan for need in needs for n in (need, *need.with_data)]
 
 
 def _decision_bytes(decision: _Decision) -> int:

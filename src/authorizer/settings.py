@@ -34,6 +34,9 @@ class RevocationPolicy:
     stale_grace_seconds: float = 0.0  # how long past nextUpdate data may still be used
     max_age_seconds: float = 3600.0  # upper bound on reusing any answer
     clock_skew_seconds: float = 300.0
+    # REVOCATION_DELTA_CRL=require: a delta CRL a certificate or its base CRL declares (FreshestCRL,
+    # RFC 5280 §5.2.4) must be had, else revocation_unavailable; =ignore answers from the base alone.
+    use_delta_crls: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +118,8 @@ class Settings:
             stale_grace_seconds=reader.number("REVOCATION_STALE_GRACE_SECONDS", 0.0),
             max_age_seconds=reader.number("REVOCATION_CACHE_MAX_AGE_SECONDS", 3600.0),
             clock_skew_seconds=reader.number("CLOCK_SKEW_SECONDS", 300.0),
+            use_delta_crls=reader.choice("REVOCATION_DELTA_CRL", "require", ("require", "ignore"))
+            == "require",
         )
         fetch = FetchPolicy(
             timeout_seconds=reader.number("FETCH_TIMEOUT_SECONDS", 2.0, minimum=0.05),

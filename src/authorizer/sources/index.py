@@ -94,6 +94,25 @@ class IndexStore:
             return None  # never older than data this container already holds
         return fresh
 
+    def indexed_object(
+        self, source: str, etag: str, issuer_name_der: bytes | None = None
+    ) -> tuple[bytes, bytes] | None:
+        """(skeleton CRL, index object) when the index of the S3 object `source` was built from the
+        object as it is now (`etag`) and its tables are intact; None otherwise (read the CRL)."""
+        try:
+            obj = self._reader.get(self._location.bucket, self.key(source))
+            header, _ = crl_index.read_header(obj.body)
+        except (S3Error, crl_index.CorruptIndex):
+            return None
+        if header.source != source or header.source_etag != etag or not header.skeleton or not etag:
+            return None
+        try:
+            _, _ = crl_index.tables(obj.body, header)
+        except crl_index.CorruptIndex as exc:
+            self._log(f"index for {source} refused: {exc}")
+            return None
+        return header.skeleton, obj.body
+
     def _refresh_at(self, next_update: datetime | None, now: datetime) -> datetime:
         refresh = now + self._refresh
         return min(refresh, next_update) if next_update is not None and next_update > now else refresh
