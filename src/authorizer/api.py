@@ -370,23 +370,14 @@ def _provider(truststore: TruststoreSource, settings: Settings, built: list[Runt
 
 
 def _truststore_loaded(truststore: Truststore, built: list[Runtime]) -> None:
-    """What the Lambda logs when its truststore loads (app._log_truststore), for this Checker's runtime."""
-    from .observability import logger
+    """What the Lambda does when its truststore loads (app._log_truststore), for this Checker's runtime."""
+    from . import app
 
     for runtime in built:
         health = getattr(runtime, "health", None)
         if health is not None and hasattr(health, "truststore_loaded"):
             health.truststore_loaded(truststore)
-    for skipped in truststore.skipped:
-        logger.warning("truststore block skipped", extra={"block": skipped})
-    logger.info(
-        "truststore loaded",
-        extra={
-            "truststoreVersion": truststore.version,
-            "anchors": len(truststore.anchors),
-            "intermediates": len(truststore.intermediates),
-        },
-    )
+    app.log_truststore(truststore)
 
 
 def _digest(data: bytes) -> str:

@@ -162,6 +162,11 @@ def _build_runtime(clock: Callable[[], datetime] = _utcnow) -> Runtime:
 def _log_truststore(truststore: Truststore) -> None:
     if _runtime is not None:
         _runtime.health.truststore_loaded(truststore)
+    log_truststore(truststore)
+
+
+def log_truststore(truststore: Truststore) -> None:
+    """What is logged when a truststore loads: its version, counts, and every block skipped."""
     for skipped in truststore.skipped:
         logger.warning("truststore block skipped", extra={"block": skipped})
     logger.info(

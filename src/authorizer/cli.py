@@ -44,12 +44,13 @@ import dataclasses
 import json
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 from . import app, sample_events
-from .app import Decision, build_runtime, decide
+from .app import Decision, Runtime, build_runtime, decide
 from .certs import Cert, InvalidCertificate, cert_from_der, load_client_cert
 from .denylist import REASONS, Denylist, Entry, NotListed, entry_for
 from .denylist_store import DenylistStore
@@ -226,18 +227,21 @@ def main(argv: list[str] | None = None) -> int:
 # --- check ---------------------------------------------------------------------------------------
 
 
-def _check(
-    cert_path: Path, truststore_path: Path, crls: list[Path], denylist: str | None, as_json: bool
-) -> int:
-    pem = cert_path.read_text()
-    load_client_cert(pem)  # a usage error, not a Deny, when the file is not a certificate
+def local_runtime(
+    truststore_path: Path,
+    crls: Sequence[Path] = (),
+    denylist: str | None = None,
+    fetcher: Fetcher | None = None,
+) -> tuple[Runtime, Truststore]:
+    """The runtime of a local run (`check`, `gateway`): the Lambda's settings from the environment,
+    the truststore from a file, `--crl` files and a `--denylist` (file or s3://)."""
     truststore = parse_truststore(truststore_path.read_bytes(), version=str(truststore_path))
     for crl_path in crls:
         # A file that is not a CRL at all is a typo, not a revocation source that is down.
         if candidate(str(crl_path), "", crl_path.read_bytes()) is None:
             raise ValueError(f"{crl_path} is not a CRL (DER or PEM)")
     if denylist and not denylist.startswith("s3://") and not Path(denylist).is_file():
-        raise FileNotFoundError(f"denylist {denylist} does not exist")
+        raise FileNotFoundError(f"denylist {denylist} does not exist (create it, even empty)")
     settings = Settings.from_env()
     sources = settings.sources
     if crls or denylist:
@@ -247,15 +251,26 @@ def _check(
             denylist_uri=denylist if denylist is not None else sources.denylist_uri,
         )
         settings = dataclasses.replace(settings, sources=sources)
-    # S3 only when something lives there: a purely local check needs no AWS credentials.
+    # S3 only when something lives there: a purely local run needs no AWS credentials.
     uses_s3 = bool(sources.s3_buckets) or sources.denylist_uri.startswith("s3://")
-    progress = _Progress(sys.stderr) if sys.stderr.isatty() else None
     runtime = build_runtime(
         settings,
         StaticTruststore(truststore),
-        fetcher=Fetcher(settings.fetch, progress),
+        fetcher=fetcher or Fetcher(settings.fetch),
         s3_client=app._s3_client if uses_s3 else None,
     )
+    return runtime, truststore
+
+
+def _check(
+    cert_path: Path, truststore_path: Path, crls: list[Path], denylist: str | None, as_json: bool
+) -> int:
+    pem = cert_path.read_text()
+    load_client_cert(pem)  # a usage error, not a Deny, when the file is not a certificate
+    progress = _Progress(sys.stderr) if sys.stderr.isatty() else None
+    fetch_policy = Settings.from_env().fetch
+    runtime, _ = local_runtime(truststore_path, crls, denylist, Fetcher(fetch_policy, progress))
+    settings = runtime.settings
     started = time.monotonic()
     decision = decide(
         AuthorizerRequest(EventFormat.HTTP_V2, None, pem), runtime, started + settings.budget_seconds

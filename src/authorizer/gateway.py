@@ -29,7 +29,6 @@ status, decision reason and time. Never headers, events or certificates.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime as dt
 import ipaddress
 import json
@@ -59,12 +58,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from . import app, sample_events
-from .app import Runtime, build_runtime
+from .app import Runtime
 from .certs import InvalidCertificate
 from .observability import logger
 from .settings import Settings
-from .sources.crl_set import candidate
-from .truststore import Truststore, parse_truststore
+from .truststore import Truststore
 
 GatewayFormat = Literal["rest", "http"]
 Handler = Callable[[dict[str, Any], Any], Any]
@@ -821,31 +819,12 @@ class _TLSServer(ThreadingHTTPServer):
 def local_runtime(
     truststore_path: Path, crls: Sequence[Path] = (), denylist: str | None = None
 ) -> tuple[Runtime, Truststore]:
-    """The runtime `check` would use: the Lambda's settings from the environment, the truststore from the
-    local file, `--crl` files and a `--denylist` (file or s3://) as `check` takes them."""
-    from .cli import StaticTruststore  # cli imports this module lazily: no cycle
+    """The runtime `check` would use (cli.local_runtime), its settings' problems logged as the Lambda does."""
+    from .cli import local_runtime as cli_local_runtime  # cli imports this module lazily: no cycle
 
-    truststore = parse_truststore(truststore_path.read_bytes(), version=str(truststore_path))
-    for crl_path in crls:
-        if candidate(str(crl_path), "", crl_path.read_bytes()) is None:
-            raise ValueError(f"{crl_path} is not a CRL (DER or PEM)")
-    if denylist and not denylist.startswith("s3://") and not Path(denylist).is_file():
-        raise FileNotFoundError(f"denylist {denylist} does not exist (create it, even empty)")
-    settings = Settings.from_env()
-    for problem in settings.problems:
+    runtime, truststore = cli_local_runtime(truststore_path, crls, denylist)
+    for problem in runtime.settings.problems:
         logger.warning("setting ignored", extra={"problem": problem})
-    sources = settings.sources
-    if crls or denylist:
-        sources = dataclasses.replace(
-            sources,
-            crl_files=tuple(str(p) for p in crls),
-            denylist_uri=denylist if denylist is not None else sources.denylist_uri,
-        )
-        settings = dataclasses.replace(settings, sources=sources)
-    uses_s3 = bool(sources.s3_buckets) or sources.denylist_uri.startswith("s3://")
-    runtime = build_runtime(
-        settings, StaticTruststore(truststore), s3_client=app._s3_client if uses_s3 else None
-    )
     return runtime, truststore
 
 
