@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint demo bench fuzz build wheels clean wheel layer cold-start lambda-python
+.PHONY: test lint demo bench fuzz build wheels clean build-AuthorizerFunction build-IndexerFunction wheel layer cold-start lambda-python
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -80,6 +80,9 @@ build-AuthorizerFunction: $(STAMP)
 	else \
 		echo "WARNING: no Python $(LAMBDA_PYTHON_VERSION) found (python$(LAMBDA_PYTHON_VERSION) on PATH or in pyenv): the package ships without bytecode, so every cold start compiles each module it imports. Install it (pyenv install $(LAMBDA_PYTHON_VERSION)) or set LAMBDA_PYTHON=/path/to/python$(LAMBDA_PYTHON_VERSION)." >&2; \
 	fi
+
+# The indexer (template.yaml IndexerFunction) is the same package with another handler.
+build-IndexerFunction: build-AuthorizerFunction
 
 # A Lambda layer of the authorizer and its dependencies (python/ at the root, as Lambda's /opt/python), for
 # your own functions: `sam build` runs this for a LayerVersion with Metadata BuildMethod: makefile and the

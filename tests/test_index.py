@@ -475,3 +475,30 @@ def test_indexer_reads_the_objects_an_event_names() -> None:
     assert _objects_named(s3_event) == ["s3://b/crl/a b.crl"]
     assert _objects_named(bridge) == ["s3://b/crl/x.crl"]
     assert _objects_named({"source": "aws.scheduler"}) == []
+
+
+def test_requested_sources_that_cannot_be_indexed_are_forgotten(idx: IndexWorld) -> None:
+    """Not a CRL, or a forged one: remembered, it would fail every run and keep the alarm on."""
+    world = idx.world
+    junk_path, junk_url = world.crl_url()
+    world.http.set(junk_path, b"<html>not a CRL</html>")
+    good_path, good_url = world.crl_url()
+    world.http.set(good_path, fresh_crl(world, world.ica, [], 1))
+    for url in (junk_url, good_url):
+        name = hashlib.sha256(url.encode()).hexdigest()
+        body = json.dumps({"source": url, "issuerFingerprint": "x"}).encode()
+        idx.s3.client.put_object(Bucket=idx.index, Key=f"index/requests/{name}.json", Body=body)
+    statuses = {o.source: o.status for o in idx.indexer().run().outcomes}
+    assert (statuses[junk_url], statuses[good_url]) == ("skipped", "indexed")
+    sources = json.loads(idx.s3.client.get_object(Bucket=idx.index, Key="index/sources.json")["Body"].read())
+    assert good_url in sources and junk_url not in sources
+
+
+def test_unreadable_sources_json_never_loses_requests(idx: IndexWorld) -> None:
+    idx.s3.client.put_object(Bucket=idx.index, Key="index/sources.json", Body=b"{not json")
+    name = hashlib.sha256(b"http://crl.example.test/x.crl").hexdigest()
+    body = json.dumps({"source": "http://crl.example.test/x.crl", "issuerFingerprint": "x"}).encode()
+    idx.s3.client.put_object(Bucket=idx.index, Key=f"index/requests/{name}.json", Body=body)
+    idx.indexer().run()
+    listing = idx.s3.client.list_objects_v2(Bucket=idx.index, Prefix="index/requests/")
+    assert listing.get("KeyCount", 0) == 1  # left for a run that can merge it

@@ -222,7 +222,8 @@ def test_convenience_build_target_lays_out_sam_build_output() -> None:
     built = subprocess.run(
         ["sed", expression.group(1), str(ROOT / "template.yaml")], capture_output=True, text=True, check=True
     ).stdout
-    assert re.findall(r"^\s*CodeUri: (\S+)$", built, re.M) == ["AuthorizerFunction"]
+    # Both functions (the authorizer and the indexer) are the one package.
+    assert re.findall(r"^\s*CodeUri: (\S+)$", built, re.M) == ["AuthorizerFunction", "AuthorizerFunction"]
 
 
 # --- bytecode ---------------------------------------------------------------------------------------

@@ -53,14 +53,34 @@ ENV_PARAMETERS: dict[str, tuple[str, str, list[str] | None]] = {
     "CRL_S3_BUCKETS": ("CrlS3Buckets", "", None),
     "REVOCATION_DENYLIST_S3_URI": ("DenylistS3Uri", "", None),
     "REVOCATION_S3_REFRESH_SECONDS": ("S3RefreshSeconds", "60", None),
+    "REVOCATION_DELTA_CRL": ("DeltaCrl", "require", ["require", "ignore"]),
+    "REVOCATION_INDEX_S3_URI": ("IndexS3Uri", "", None),
+    "REVOCATION_INDEX_URLS": ("IndexUrls", "", None),
 }
+# What the indexer reads (src/authorizer/indexer.py: truststore, fetch limits, freshness, sources, the index),
+# each from the same parameter as the authorizer's variable of that name.
+INDEXER_ENV = {
+    "TRUSTSTORE_BUCKET", "TRUSTSTORE_KEY", "TRUSTSTORE_VERSION", "FETCH_TIMEOUT_SECONDS",
+    "FETCH_BLOCKED_NETWORKS", "MAX_CRL_BYTES", "REVOCATION_STALE_GRACE_SECONDS", "CLOCK_SKEW_SECONDS",
+    "REVOCATION_CRL_S3_URI", "CRL_S3_BUCKETS", "REVOCATION_INDEX_S3_URI", "REVOCATION_INDEX_URLS",
+    "LOG_LEVEL",
+}  # fmt: skip
 FIXED_ENV = {"POWERTOOLS_SERVICE_NAME": "mtls-authorizer", "POWERTOOLS_METRICS_NAMESPACE": "MtlsAuthorizer"}
 
 METRICS = [
     "Allowed", "Denied", "Reason_good", "Reason_no_revocation_info", "Reason_revoked",
     "Reason_revocation_unavailable", "Reason_untrusted", "Reason_invalid_request", "CacheHit", "CacheMiss",
     "FetchLatency", "FetchFailure", "ColdStart",
+    # health.py
+    "TruststoreDaysToExpiry", "StaleRevocationUse", "RevocationDataUnrefreshed",
+    "RevocationDataOverdueSeconds", "RevocationDataAgeSeconds", "SourceFailureByCa",
 ]  # fmt: skip
+INDEXER_METRICS = [
+    "IndexerRuns",
+    "CrlsIndexed",
+    "IndexFailures",
+    "IndexMaxAgeSeconds",
+]  # indexer._emit_metrics
 DENIAL_REASONS = [
     "Reason_revoked", "Reason_revocation_unavailable", "Reason_untrusted", "Reason_invalid_request",
     "Reason_no_revocation_info",
@@ -291,11 +311,15 @@ def test_role_is_least_privilege(
         },
     ]
     assert "BasicExecution" not in json.dumps(resources)
-    # ReadTruststore always; ReadRevocationSources only when an S3 revocation source is configured.
-    truststore_policy, sources_policy = role["Policies"]
+    # ReadTruststore always; ReadRevocationSources only when an S3 revocation source is configured,
+    # ReadSharedIndex only with the shared index.
+    truststore_policy, sources_policy, index_policy = role["Policies"]
     assert truststore_policy["PolicyName"] == "ReadTruststore"
     assert sources_policy["Fn::If"][0] == "HasRevocationS3Sources"
     assert sources_policy["Fn::If"][2] == {"Ref": "AWS::NoValue"}
+    assert index_policy["Fn::If"][0] == "HasIndex"
+    assert index_policy["Fn::If"][1]["PolicyName"] == "ReadSharedIndex"
+    assert index_policy["Fn::If"][2] == {"Ref": "AWS::NoValue"}
     # With the default parameters the truststore object is all it may read.
     assert len(_role_statements(template, {})) == 1
     (statement,) = truststore_policy["PolicyDocument"]["Statement"]
@@ -412,16 +436,44 @@ def _resolve(node: Any, template: dict[str, Any], params: dict[str, str]) -> Any
     raise AssertionError(f"the evaluator does not know {function}")
 
 
-def _role_statements(template: dict[str, Any], given: dict[str, str]) -> list[dict[str, Any]]:
+def _role_statements(
+    template: dict[str, Any], given: dict[str, str], role_name: str = "AuthorizerFunctionRole"
+) -> list[dict[str, Any]]:
     """Every statement of the role's inline policies, resolved for these parameter values."""
     params = _parameters(template, given)
-    role = _resolve(template["Resources"]["AuthorizerFunctionRole"]["Properties"], template, params)
-    return [s for policy in role["Policies"] for s in policy["PolicyDocument"]["Statement"]]
+    role = _resolve(template["Resources"][role_name]["Properties"], template, params)
+    return [s for policy in role.get("Policies", []) for s in policy["PolicyDocument"]["Statement"]]
 
 
-def _function_env(template: dict[str, Any], given: dict[str, str]) -> dict[str, str]:
+def _grants(template: dict[str, Any], given: dict[str, str]) -> dict[str, list[dict[str, Any]]]:
+    """Every deployed role's statements, from its inline policies and from the policy resources naming it."""
     params = _parameters(template, given)
-    env = template["Resources"]["AuthorizerFunction"]["Properties"]["Environment"]["Variables"]
+    deployed = {
+        name: resource
+        for name, resource in template["Resources"].items()
+        if "Condition" not in resource or _condition(template, resource["Condition"], params)
+    }
+    grants = {
+        name: _role_statements(template, given, name)
+        for name, resource in deployed.items()
+        if resource["Type"] == "AWS::IAM::Role"
+    }
+    policy_types = {"AWS::IAM::Policy", "AWS::IAM::ManagedPolicy", "AWS::IAM::RolePolicy"}
+    for name, resource in deployed.items():
+        if resource["Type"] not in policy_types:
+            continue
+        assert resource["Type"] == "AWS::IAM::RolePolicy", name  # the template uses no other kind
+        properties = _resolve(resource["Properties"], template, params)
+        role = properties["RoleName"].strip("<>")
+        grants[role] = grants[role] + properties["PolicyDocument"]["Statement"]
+    return grants
+
+
+def _function_env(
+    template: dict[str, Any], given: dict[str, str], function: str = "AuthorizerFunction"
+) -> dict[str, str]:
+    params = _parameters(template, given)
+    env = template["Resources"][function]["Properties"]["Environment"]["Variables"]
     return {name: str(value) for name, value in _resolve(env, template, params).items()}
 
 
@@ -600,7 +652,7 @@ def test_samconfig_overrides_are_valid_parameters(template: dict[str, Any]) -> N
     config = tomllib.loads((ROOT / "samconfig.toml").read_text())
     overrides = config["default"]["deploy"]["parameters"]["parameter_overrides"]
     pairs = dict(re.findall(r'(\w+)="([^"]*)"', overrides))
-    assert {"CrlS3Uri", "CrlS3Buckets", "DenylistS3Uri"} <= set(pairs)
+    assert {"CrlS3Uri", "CrlS3Buckets", "DenylistS3Uri", "DeltaCrl", "IndexS3Uri", "IndexUrls"} <= set(pairs)
     for name, value in pairs.items():
         definition = template["Parameters"][name]
         if "AllowedValues" in definition:
@@ -662,9 +714,569 @@ def test_sample_route(
 
 
 def test_api_type_parameter(template: dict[str, Any]) -> None:
-    assert sorted(template["Parameters"]["ApiType"]["AllowedValues"]) == ["HTTP", "REST"]
+    assert sorted(template["Parameters"]["ApiType"]["AllowedValues"]) == ["HTTP", "NONE", "REST"]
     assert template["Conditions"]["IsRestApi"] == {"Fn::Equals": [{"Ref": "ApiType"}, "REST"]}
     assert template["Conditions"]["IsHttpApi"] == {"Fn::Equals": [{"Ref": "ApiType"}, "HTTP"]}
+    assert template["Conditions"]["IsNoApi"] == {"Fn::Equals": [{"Ref": "ApiType"}, "NONE"]}
+
+
+# ---- ApiType=NONE: attach to an existing API -------------------------------------------------------------
+
+EXISTING_API = {"ApiType": "NONE", "ExistingApiId": "a1b2c3d4e5", "TruststoreBucketName": "their-truststore"}
+EXECUTE_API = "arn:aws:execute-api:<AWS::Region>:<AWS::AccountId>:"
+DOMAIN = {
+    "DomainName": "api.example.com",
+    "CertificateArn": "arn:aws:acm:eu-west-1:123456789012:certificate/x",
+}
+# What ApiType=NONE deploys: the authorizer and its monitoring, nothing of an API.
+AUTHORIZER_ONLY = {
+    "AuthorizerFunctionRole", "AuthorizerFunction", "AuthorizerFunctionLogGroup", "AuthorizerLogsPolicy",
+    "ExistingApiInvokePermission", "Dashboard", "RevocationUnavailableRateAlarm", "AuthorizerErrorsAlarm",
+    "AuthorizerDurationP99Alarm", "TruststoreCaExpiryAlarm", "StaleRevocationDataAlarm",
+    "RevocationSourceFailuresAlarm",
+}  # fmt: skip
+
+
+def _deployed(template: dict[str, Any], given: dict[str, str]) -> dict[str, Any]:
+    """The resources CloudFormation would create for these parameter values, resolved."""
+    params = _parameters(template, given)
+    return {
+        name: _resolve(resource, template, params)
+        for name, resource in template["Resources"].items()
+        if "Condition" not in resource or _condition(template, resource["Condition"], params)
+    }
+
+
+def _outputs(template: dict[str, Any], given: dict[str, str]) -> dict[str, Any]:
+    params = _parameters(template, given)
+    return {
+        name: _resolve(output["Value"], template, params)
+        for name, output in template["Outputs"].items()
+        if "Condition" not in output or _condition(template, output["Condition"], params)
+    }
+
+
+def _rules_hold(template: dict[str, Any], given: dict[str, str]) -> bool:
+    params = _parameters(template, given)
+    for rule in template.get("Rules", {}).values():
+        if "RuleCondition" in rule and not _resolve(rule["RuleCondition"], template, params):
+            continue
+        if not all(_resolve(a["Assert"], template, params) for a in rule["Assertions"]):
+            return False
+    return True
+
+
+@pytest.mark.parametrize("extra", [{}, DOMAIN])
+def test_no_api_deploys_only_the_authorizer(template: dict[str, Any], extra: dict[str, str]) -> None:
+    deployed = _deployed(template, {**EXISTING_API, **extra})
+    assert set(deployed) == AUTHORIZER_ONLY
+    assert set(_deployed(template, {**EXISTING_API, "AlarmEmail": "ops@example.com"})) == AUTHORIZER_ONLY | {
+        "AlarmTopic"
+    }
+    # The function reads the given truststore, as it would behind the stack's own API.
+    env = deployed["AuthorizerFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["TRUSTSTORE_BUCKET"] == "their-truststore"
+
+
+@pytest.mark.parametrize(("api_id", "source_arn"), [
+    ("a1b2c3d4e5", f"{EXECUTE_API}a1b2c3d4e5/authorizers/*"),
+    ("", f"{EXECUTE_API}*/authorizers/*"),  # every API of the account, in this Region
+])  # fmt: skip
+def test_no_api_invoke_permission(template: dict[str, Any], api_id: str, source_arn: str) -> None:
+    given = {**EXISTING_API, "ExistingApiId": api_id}
+    permission = _deployed(template, given)["ExistingApiInvokePermission"]
+    assert permission["Type"] == "AWS::Lambda::Permission"
+    assert permission["Properties"] == {
+        "Action": "lambda:InvokeFunction",
+        "FunctionName": "<AuthorizerFunction>",
+        "Principal": "apigateway.amazonaws.com",
+        "SourceAccount": "<AWS::AccountId>",
+        "SourceArn": source_arn,
+    }
+    assert _outputs(template, given)["InvokePermissionSourceArn"] == source_arn
+
+
+def test_no_api_outputs_are_what_an_authorizer_needs(template: dict[str, Any]) -> None:
+    outputs = _outputs(template, {**EXISTING_API, "HttpApiSimpleResponses": "false"})
+    assert "ApiUrl" not in outputs and "CustomDomainUrl" not in outputs
+    assert outputs["AuthorizerFunctionArn"] == "<AuthorizerFunction>"
+    assert outputs["AuthorizerInvokeUri"] == (
+        "arn:aws:apigateway:<AWS::Region>:lambda:path/2015-03-31/functions/<AuthorizerFunction>/invocations"
+    )
+    # The identity sources the stack's own APIs use (see test_sam_transform), the payload format and
+    # the response shape the function returns.
+    assert outputs["RestAuthorizerIdentitySource"] == "context.identity.clientCert.clientCertPem"
+    assert outputs["HttpAuthorizerIdentitySource"] == "$context.identity.clientCert.clientCertPem"
+    assert outputs["HttpAuthorizerPayloadFormatVersion"] == "2.0"
+    assert outputs["HttpAuthorizerEnableSimpleResponses"] == "false"
+    # Exported, for !ImportValue in another stack (README snippets).
+    for name in ("AuthorizerFunctionArn", "AuthorizerInvokeUri"):
+        export = template["Outputs"][name]["Export"]["Name"]
+        assert export == {"Fn::Sub": f"${{AWS::StackName}}-{name}"}
+    for api_type in ("REST", "HTTP"):
+        outputs = _outputs(template, {"ApiType": api_type})
+        assert "AuthorizerInvokeUri" not in outputs and "ApiUrl" in outputs
+
+
+def test_no_api_requires_the_truststore_bucket(template: dict[str, Any]) -> None:
+    assert _rules_hold(template, EXISTING_API)
+    assert not _rules_hold(template, {**EXISTING_API, "TruststoreBucketName": ""})
+    assert _rules_hold(template, {"ApiType": "REST"})  # a stack of its own may create the bucket
+
+
+@pytest.mark.parametrize("api_id", ["a1b2c3d4e5", "", "0123456789"])
+def test_existing_api_id_pattern_accepts(template: dict[str, Any], api_id: str) -> None:
+    assert re.fullmatch(template["Parameters"]["ExistingApiId"]["AllowedPattern"], api_id)
+
+
+@pytest.mark.parametrize("api_id", ["A1B2C3D4E5", "a1b2c3d4e", "a1b2c3d4e5f", "*", "a1b2c3d4e5/*"])
+def test_existing_api_id_pattern_refuses(template: dict[str, Any], api_id: str) -> None:
+    assert not re.fullmatch(template["Parameters"]["ExistingApiId"]["AllowedPattern"], api_id)
+
+
+@pytest.mark.parametrize("given", [
+    {}, {"ApiType": "HTTP"}, EXISTING_API, {**EXISTING_API, "ExistingApiId": ""},
+    DOMAIN, {"ApiType": "HTTP", **DOMAIN}, {**EXISTING_API, **DOMAIN},
+    {"IndexS3Uri": "s3://ops-index/mtls-index/"},
+    {**EXISTING_API, "IndexS3Uri": "s3://ops-index/mtls-index/", "CrlS3Uri": "s3://a1/crl/,s3://b1/x/"},
+])  # fmt: skip
+def test_every_reference_is_to_something_deployed(template: dict[str, Any], given: dict[str, str]) -> None:
+    """For each API type, nothing deployed (resources, outputs) names a resource that is not."""
+    params = _parameters(template, given)
+    deployed = set(_deployed(template, given))
+    known = deployed | set(params) | {"AWS::Region", "AWS::AccountId", "AWS::Partition", "AWS::URLSuffix",
+                                      "AWS::StackName", "AWS::NoValue"}  # fmt: skip
+    for name in deployed:
+        node = _resolve_conditions(template["Resources"][name], template, params)
+        refs = {ref.split(".")[0] for ref in _references(node)}  # SAM's `!Ref RestApi.Stage`
+        assert refs <= known, (name, refs - known)
+    for name, output in template["Outputs"].items():
+        if "Condition" in output and not _condition(template, output["Condition"], params):
+            continue
+        refs = {
+            ref.split(".")[0] for ref in _references(_resolve_conditions(output["Value"], template, params))
+        }
+        assert refs <= known, (name, refs - known)
+
+
+def _references(node: Any) -> Iterator[str]:
+    """Like _refs, without the local variables of a Fn::Sub (its second argument)."""
+    if isinstance(node, dict) and set(node) == {"Fn::Sub"} and isinstance(node["Fn::Sub"], list):
+        text, variables = node["Fn::Sub"]
+        names = {name.split(".")[0] for name in re.findall(r"\$\{([^}!]+)\}", text)}
+        yield from names - set(variables)
+        yield from _references(list(variables.values()))
+    elif isinstance(node, dict) and set(node) & {"Ref", "Fn::GetAtt", "Fn::Sub"}:
+        yield from _refs(node)
+    elif isinstance(node, dict):
+        for value in node.values():
+            yield from _references(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _references(item)
+
+
+def _resolve_conditions(node: Any, template: dict[str, Any], params: dict[str, str]) -> Any:
+    """`node` with only the taken branch of every Fn::If (references stay as they are)."""
+    if isinstance(node, list):
+        return [_resolve_conditions(item, template, params) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if set(node) == {"Fn::If"}:
+        name, if_true, if_false = node["Fn::If"]
+        taken = if_true if _condition(template, name, params) else if_false
+        return _resolve_conditions(taken, template, params)
+    return {k: _resolve_conditions(v, template, params) for k, v in node.items()}
+
+
+# ---- the shared revocation index (issue 12) ---------------------------------------------------------------
+
+INDEX = {"IndexS3Uri": "s3://ops-index/mtls-index/"}
+INDEX_WITH_SOURCES = {**INDEX, **S3_SOURCES}
+INDEX_ARN = f"{ARN}ops-index/mtls-index/"
+# What the template deploys for the index, beside the authorizer's own resources.
+INDEXER_RESOURCES = {
+    "IndexerFunctionRole", "IndexerFunction", "IndexerFunctionLogGroup", "IndexerLogsPolicy",
+    "IndexerSchedule", "IndexerScheduleRole", "IndexFailuresAlarm", "IndexAgeAlarm", "IndexerNotRunningAlarm",
+}  # fmt: skip
+
+
+def _rules(slots: int) -> set[str]:
+    return {f"Indexer{kind}{i}" for i in range(slots) for kind in ("CrlCreatedRule", "CrlCreatedPermission")}
+
+
+@pytest.fixture(scope="module")
+def indexer(resources: dict[str, Any]) -> dict[str, Any]:
+    function = resources["IndexerFunction"]
+    assert function["Type"] == "AWS::Serverless::Function"
+    return dict(function["Properties"])
+
+
+def test_indexer_is_the_same_package(
+    template: dict[str, Any], resources: dict[str, Any], authorizer: dict[str, Any], indexer: dict[str, Any]
+) -> None:
+    """One implementation: the authorizer's package and build, the indexer's handler, only with an index."""
+    assert resources["IndexerFunction"]["Condition"] == "HasIndex"
+    assert template["Conditions"]["HasIndex"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "IndexS3Uri"}, ""]}]}
+    assert resources["IndexerFunction"]["Metadata"] == resources["AuthorizerFunction"]["Metadata"]
+    for name in ("CodeUri", "Runtime", "Architectures"):
+        assert indexer[name] == authorizer[name], name
+    assert indexer["Handler"] == "authorizer.indexer.lambda_handler"
+    source = ROOT / "src" / "authorizer" / "indexer.py"
+    assert re.search(r"^def lambda_handler\b", source.read_text(), re.M)
+    assert indexer["MemorySize"] == 1769  # one vCPU, for a 1,000,000-entry CRL
+    assert 60 <= indexer["Timeout"] <= 900
+    assert indexer["Role"] == {"Fn::GetAtt": ["IndexerFunctionRole", "Arn"]}
+    assert "Policies" not in indexer and "Events" not in indexer  # the schedule and rules are explicit
+    assert indexer["ReservedConcurrentExecutions"] == {
+        "Fn::If": [
+            "HasIndexerReservedConcurrency",
+            {"Ref": "IndexerReservedConcurrency"},
+            {"Ref": "AWS::NoValue"},
+        ]
+    }
+    assert indexer["EventInvokeConfig"] == {"MaximumRetryAttempts": 0}
+
+
+def test_indexer_env_comes_from_the_authorizers_parameters(
+    template: dict[str, Any], authorizer: dict[str, Any], indexer: dict[str, Any]
+) -> None:
+    env = indexer["Environment"]["Variables"]
+    assert set(env) == INDEXER_ENV | set(FIXED_ENV) | {"POWERTOOLS_TRACE_DISABLED"}
+    for name in INDEXER_ENV:
+        assert env[name] == authorizer["Environment"]["Variables"][name], name
+    # The metric namespace and service dimension the indexer's alarms and dashboard row use.
+    for name, value in FIXED_ENV.items():
+        assert env[name] == value
+    # Every value reaches the indexer's settings as the authorizer reads them.
+    from authorizer.settings import Settings
+
+    settings = Settings.from_env(
+        _function_env(
+            template, {**INDEX_WITH_SOURCES, "IndexUrls": "http://a.example/ca.crl"}, "IndexerFunction"
+        )
+    )
+    assert settings.problems == ()
+    assert settings.sources.index_uri == INDEX["IndexS3Uri"]
+    assert settings.sources.index_urls == ("http://a.example/ca.crl",)
+    assert settings.sources.crl_s3_uris == ("s3://pca-crls/crl/", "s3://handed-over/crl-files/")
+    assert settings.truststore_bucket == "<TruststoreBucket>"
+
+
+def test_index_settings_reach_the_authorizer(template: dict[str, Any]) -> None:
+    from authorizer.settings import Settings
+
+    env = _function_env(template, {**INDEX, "DeltaCrl": "ignore", "IndexUrls": "https://x.example/a.crl"})
+    settings = Settings.from_env(env)
+    assert settings.problems == ()
+    assert settings.sources.index_uri == INDEX["IndexS3Uri"]
+    assert settings.revocation.use_delta_crls is False
+    assert Settings.from_env(_function_env(template, {})).revocation.use_delta_crls is True
+
+
+@pytest.mark.parametrize(("given", "expected"), [
+    ({}, set()),
+    (INDEX, INDEXER_RESOURCES),
+    ({**INDEX, "CrlS3Buckets": "cdp-a"}, INDEXER_RESOURCES),
+    ({**INDEX, "CrlS3Uri": "s3://a1/crl/"}, INDEXER_RESOURCES | _rules(1)),
+    ({**INDEX, "CrlS3Uri": "s3://a1/crl/,s3://b1/crl/,s3://c1/x/"}, INDEXER_RESOURCES | _rules(3)),
+    ({"CrlS3Uri": "s3://a1/crl/,s3://b1/crl/"}, set()),  # no index: no indexer, no rules
+])  # fmt: skip
+def test_indexer_resources_only_with_an_index(
+    template: dict[str, Any], given: dict[str, str], expected: set[str]
+) -> None:
+    deployed = set(_deployed(template, given))
+    assert deployed - set(_deployed(template, {})) == expected
+    assert {n for n in deployed if "Index" in n} == expected
+
+
+@pytest.mark.parametrize(("minutes", "expression"), [("15", "rate(15 minutes)"), ("1", "rate(1 minute)")])
+def test_indexer_schedule(template: dict[str, Any], minutes: str, expression: str) -> None:
+    deployed = _deployed(template, {**INDEX, "IndexRefreshMinutes": minutes})
+    schedule = deployed["IndexerSchedule"]
+    assert schedule["Type"] == "AWS::Scheduler::Schedule"
+    properties = schedule["Properties"]
+    assert properties["ScheduleExpression"] == expression
+    assert properties["FlexibleTimeWindow"] == {"Mode": "OFF"}
+    target = properties["Target"]
+    assert (target["Arn"], target["RoleArn"]) == ("<IndexerFunction>", "<IndexerScheduleRole>")
+    assert "Records" not in json.loads(target["Input"])  # a scheduled run: every source
+    parameter = template["Parameters"]["IndexRefreshMinutes"]
+    assert (str(parameter["Default"]), str(parameter["MinValue"]), str(parameter["MaxValue"])) == (
+        "15",
+        "1",
+        "60",
+    )
+    role = deployed["IndexerScheduleRole"]["Properties"]
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "scheduler.amazonaws.com"}
+    assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": "<AWS::AccountId>"}}
+    # The scheduler's role may invoke the indexer, and nothing else.
+    assert _grants(template, INDEX)["IndexerScheduleRole"] == [
+        {"Effect": "Allow", "Action": "lambda:InvokeFunction", "Resource": "<IndexerFunction>"}
+    ]
+
+
+def test_indexer_s3_event_rules(template: dict[str, Any]) -> None:
+    """Each CrlS3Uri entry: S3's EventBridge "Object Created" for exactly that bucket and prefix."""
+    given = {**INDEX, "CrlS3Uri": "s3://pca-crls/crl/,s3://handed-over/crl-files/"}
+    deployed = _deployed(template, given)
+    for slot, (bucket, prefix) in enumerate((("pca-crls", "crl/"), ("handed-over", "crl-files/"))):
+        rule = deployed[f"IndexerCrlCreatedRule{slot}"]["Properties"]
+        assert rule["EventPattern"] == {
+            "source": ["aws.s3"],
+            "detail-type": ["Object Created"],
+            "detail": {"bucket": {"name": [bucket]}, "object": {"key": [{"prefix": prefix}]}},
+        }
+        assert rule["State"] == "ENABLED"
+        assert [t["Arn"] for t in rule["Targets"]] == ["<IndexerFunction>"]
+        permission = deployed[f"IndexerCrlCreatedPermission{slot}"]["Properties"]
+        assert permission == {
+            "Action": "lambda:InvokeFunction",
+            "FunctionName": "<IndexerFunction>",
+            "Principal": "events.amazonaws.com",
+            "SourceArn": f"<IndexerCrlCreatedRule{slot}>",
+        }
+    assert "IndexerCrlCreatedRule2" not in deployed
+
+
+def test_indexer_reads_the_sources_and_writes_the_index(template: dict[str, Any]) -> None:
+    statements = _grants(template, INDEX_WITH_SOURCES)["IndexerFunctionRole"]
+    # The truststore, as the authorizer reads it.
+    assert _allows(statements, "s3:GetObject", "arn:aws:s3:::<TruststoreBucket>/truststore.pem")
+    assert _allows(statements, "s3:GetObjectVersion", "arn:aws:s3:::<TruststoreBucket>/truststore.pem")
+    # The CRL sources: each prefix listed and read, CDP URLs into the named buckets read.
+    assert _allows(statements, "s3:ListBucket", f"{ARN}pca-crls", prefix="crl/")
+    assert _allows(statements, "s3:ListBucket", f"{ARN}handed-over", prefix="crl-files/")
+    assert _allows(statements, "s3:GetObject", f"{ARN}pca-crls/crl/0f1e2d3c.crl")
+    assert _allows(statements, "s3:GetObject", f"{ARN}handed-over/crl-files/issuing-ca.crl.pem")
+    assert _allows(statements, "s3:GetObject", f"{ARN}legacy-cdp/pki/ca.crl")
+    # The index: read and write the indexes and sources.json, take (list, read, delete) the requests.
+    for key in (f"crl/{'ab' * 32}.idx", "sources.json"):
+        assert _allows(statements, "s3:GetObject", INDEX_ARN + key), key
+        assert _allows(statements, "s3:PutObject", INDEX_ARN + key), key
+    assert _allows(statements, "s3:ListBucket", f"{ARN}ops-index", prefix="mtls-index/requests/")
+    assert _allows(statements, "s3:GetObject", f"{INDEX_ARN}requests/{'cd' * 32}.json")
+    assert _allows(statements, "s3:DeleteObject", f"{INDEX_ARN}requests/{'cd' * 32}.json")
+    # Nothing beside: not the denylist, not the rest of the index bucket, no deletion of indexes.
+    assert not _allows(statements, "s3:GetObject", f"{ARN}ops-revocation/authorizer/denylist.txt")
+    assert not _allows(statements, "s3:ListBucket", f"{ARN}ops-index", prefix="mtls-index/")
+    assert not _allows(statements, "s3:ListBucket", f"{ARN}ops-index", prefix=None)
+    assert not _allows(statements, "s3:GetObject", f"{ARN}ops-index/other/object")
+    assert not _allows(statements, "s3:PutObject", f"{INDEX_ARN}requests/{'cd' * 32}.json")
+    assert not _allows(statements, "s3:PutObject", f"{INDEX_ARN}other")
+    assert not _allows(statements, "s3:DeleteObject", f"{INDEX_ARN}crl/{'ab' * 32}.idx")
+    assert not _allows(statements, "s3:PutObject", f"{ARN}pca-crls/crl/0f1e2d3c.crl")
+    # Without S3 CRL sources, no source grants at all (the CDPs over http need none).
+    bare = _grants(template, INDEX)["IndexerFunctionRole"]
+    assert not _allows(bare, "s3:GetObject", f"{ARN}pca-crls/crl/0f1e2d3c.crl")
+    assert {s.get("Sid") for s in bare} == {None, "ReadWriteIndex", "ListIndexRequests", "TakeIndexRequests"}
+
+
+def test_authorizer_reads_the_index_and_may_only_ask(template: dict[str, Any]) -> None:
+    statements = _grants(template, INDEX_WITH_SOURCES)["AuthorizerFunctionRole"]
+    assert _allows(statements, "s3:GetObject", f"{INDEX_ARN}crl/{'ab' * 32}.idx")
+    assert _allows(statements, "s3:PutObject", f"{INDEX_ARN}requests/{'cd' * 32}.json")
+    # It never writes an index, never reads or lists the requests (write-only), nor sources.json.
+    assert not _allows(statements, "s3:PutObject", f"{INDEX_ARN}crl/{'ab' * 32}.idx")
+    assert not _allows(statements, "s3:PutObject", f"{INDEX_ARN}sources.json")
+    assert not _allows(statements, "s3:GetObject", f"{INDEX_ARN}requests/{'cd' * 32}.json")
+    assert not _allows(statements, "s3:GetObject", f"{INDEX_ARN}sources.json")
+    assert not _allows(statements, "s3:DeleteObject", f"{INDEX_ARN}requests/{'cd' * 32}.json")
+    for prefix in ("mtls-index/", "mtls-index/requests/", "mtls-index/crl/", None):
+        assert not _allows(statements, "s3:ListBucket", f"{ARN}ops-index", prefix=prefix), prefix
+    role = template["Resources"]["AuthorizerFunctionRole"]["Properties"]
+    policies = _resolve(role, template, _parameters(template, INDEX))["Policies"]
+    (policy,) = [p for p in policies if p["PolicyName"] == "ReadSharedIndex"]
+    assert policy["PolicyDocument"]["Statement"] == [
+        {"Sid": "ReadIndex", "Effect": "Allow", "Action": "s3:GetObject", "Resource": f"{INDEX_ARN}crl/*"},
+        {
+            "Sid": "RequestIndexing", "Effect": "Allow", "Action": "s3:PutObject",
+            "Resource": f"{INDEX_ARN}requests/*",
+        },
+    ]  # fmt: skip
+    # Without an index, the authorizer's role has no grant on it.
+    assert not _allows(
+        _grants(template, S3_SOURCES)["AuthorizerFunctionRole"], "s3:GetObject", f"{INDEX_ARN}crl/x"
+    )
+
+
+READ_ACTIONS = {"s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket"}
+LOG_WRITES = {"logs:CreateLogStream", "logs:PutLogEvents"}
+
+
+@pytest.mark.parametrize(
+    "given", [{}, S3_SOURCES, INDEX, INDEX_WITH_SOURCES, {**INDEX_WITH_SOURCES, "EnableTracing": "true"}]
+)
+def test_nothing_writes_anywhere_else(template: dict[str, Any], given: dict[str, str]) -> None:
+    """Every action that is not a read, of every role the stack deploys, on exactly these resources."""
+    writes: set[tuple[str, str, str]] = set()
+    for role, statements in _grants(template, given).items():
+        for statement in statements:
+            assert (
+                statement["Effect"] == "Allow"
+                and "NotAction" not in statement
+                and "NotResource" not in statement
+            )
+            for action in _listed(statement["Action"]):
+                assert "*" not in action, (role, action)
+                for resource in _listed(statement["Resource"]):
+                    assert resource != "*", (role, action)
+                    if action not in READ_ACTIONS:
+                        writes.add((role, action, resource))
+    log_group = "arn:aws:logs:<AWS::Region>:<AWS::AccountId>:log-group:<{}>"
+    expected = {
+        ("AuthorizerFunctionRole", action, arn)
+        for action in LOG_WRITES
+        for arn in (
+            log_group.format("AuthorizerFunctionLogGroup"),
+            log_group.format("AuthorizerFunctionLogGroup") + ":*",
+        )
+    }
+    if "IndexS3Uri" in given:
+        expected |= {
+            ("AuthorizerFunctionRole", "s3:PutObject", f"{INDEX_ARN}requests/*"),
+            ("IndexerFunctionRole", "s3:PutObject", f"{INDEX_ARN}crl/*"),
+            ("IndexerFunctionRole", "s3:PutObject", f"{INDEX_ARN}sources.json"),
+            ("IndexerFunctionRole", "s3:DeleteObject", f"{INDEX_ARN}requests/*"),
+            ("IndexerScheduleRole", "lambda:InvokeFunction", "<IndexerFunction>"),
+        }
+        expected |= {
+            ("IndexerFunctionRole", action, arn)
+            for action in LOG_WRITES
+            for arn in (
+                log_group.format("IndexerFunctionLogGroup"),
+                log_group.format("IndexerFunctionLogGroup") + ":*",
+            )
+        }
+    assert writes == expected
+    # X-Ray (tracing on) is the only managed policy, and only for the authorizer.
+    params = _parameters(template, given)
+    for name, resource in _deployed(template, given).items():
+        if resource["Type"] == "AWS::IAM::Role" and name != "AuthorizerFunctionRole":
+            assert not resource["Properties"].get("ManagedPolicyArns"), name
+    managed = _resolve(template["Resources"]["AuthorizerFunctionRole"]["Properties"], template, params)
+    assert managed.get("ManagedPolicyArns", []) == (
+        ["arn:aws:iam::aws:policy/AWSXRayDaemonWriteAccess"] if given.get("EnableTracing") == "true" else []
+    )
+
+
+def test_indexer_writes_only_its_own_log_group(resources: dict[str, Any]) -> None:
+    log_group = resources["IndexerFunctionLogGroup"]
+    assert log_group["Condition"] == "HasIndex"
+    assert log_group["Properties"]["LogGroupName"] == {"Fn::Sub": "/aws/lambda/${IndexerFunction}"}
+    policy = resources["IndexerLogsPolicy"]
+    assert policy["Properties"]["RoleName"] == {"Ref": "IndexerFunctionRole"}
+    (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert sorted(statement["Action"]) == sorted(LOG_WRITES)
+    group_arn = (
+        "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:${IndexerFunctionLogGroup}"
+    )
+    assert statement["Resource"] == [{"Fn::Sub": group_arn}, {"Fn::Sub": group_arn + ":*"}]
+
+
+@pytest.mark.parametrize(("parameter", "value", "valid"), [
+    ("IndexS3Uri", "", True),
+    ("IndexS3Uri", "s3://ops-index/mtls-index/", True),
+    ("IndexS3Uri", "s3://ops-index/mtls-index", False),  # a prefix ends with "/"
+    ("IndexS3Uri", "s3://ops-index/", False),  # the whole bucket: the grants need a prefix
+    ("IndexS3Uri", "s3://ops-index/a/b/", False),  # one segment only
+    ("IndexS3Uri", "s3://ops-index/*/", False),
+    ("IndexS3Uri", "s3://a1/x/,s3://b1/x/", False),  # one index
+    ("IndexUrls", "", True),
+    ("IndexUrls", "http://pki.example/ca.crl", True),
+    ("IndexUrls", "http://pki.example/ca.crl,https://pki.example/sub%20ca.crl", True),
+    ("IndexUrls", "ldap://pki.example/cn=ca", False),
+    ("IndexUrls", "http://a.example/ca.crl, http://b.example/ca.crl", False),
+    ("IndexUrls", "http://a.example/ca.crl,", False),
+    ("DeltaCrl", "require", True),
+    ("DeltaCrl", "ignore", True),
+])  # fmt: skip
+def test_index_parameters_are_validated(
+    template: dict[str, Any], parameter: str, value: str, valid: bool
+) -> None:
+    definition = template["Parameters"][parameter]
+    if "AllowedPattern" in definition:
+        assert (re.fullmatch(definition["AllowedPattern"], value) is not None) == valid
+    else:
+        assert (value in definition["AllowedValues"]) == valid
+    if valid:  # every accepted value resolves without a stack error, and both functions read it
+        from authorizer.settings import Settings
+
+        given = {**S3_SOURCES, parameter: value}
+        _grants(template, given)
+        _deployed(template, given)
+        assert Settings.from_env(_function_env(template, given)).problems == ()
+        if _condition(template, "HasIndex", _parameters(template, given)):
+            assert Settings.from_env(_function_env(template, given, "IndexerFunction")).problems == ()
+
+
+def test_index_alarms(template: dict[str, Any], resources: dict[str, Any]) -> None:
+    alarms = {
+        name: resources[name] for name in ("IndexFailuresAlarm", "IndexAgeAlarm", "IndexerNotRunningAlarm")
+    }
+    for name, alarm in alarms.items():
+        assert alarm["Condition"] == "HasIndex", name
+        properties = alarm["Properties"]
+        # The namespace and service dimension the indexer's EMF documents carry (observability.metrics,
+        # POWERTOOLS_* of the indexer).
+        assert properties["Namespace"] == FIXED_ENV["POWERTOOLS_METRICS_NAMESPACE"], name
+        assert properties["Dimensions"] == [
+            {"Name": "service", "Value": FIXED_ENV["POWERTOOLS_SERVICE_NAME"]}
+        ]
+        assert properties["MetricName"] in INDEXER_METRICS
+        # At least one scheduled run in every period (IndexRefreshMinutes <= 60).
+        assert properties["Period"] >= 60 * int(template["Parameters"]["IndexRefreshMinutes"]["MaxValue"])
+    failures = alarms["IndexFailuresAlarm"]["Properties"]
+    assert (failures["MetricName"], failures["Statistic"], failures["Threshold"]) == (
+        "IndexFailures",
+        "Sum",
+        0,
+    )
+    assert failures["ComparisonOperator"] == "GreaterThanThreshold"
+    assert failures["EvaluationPeriods"] == failures["DatapointsToAlarm"] == 2
+    age = alarms["IndexAgeAlarm"]["Properties"]
+    assert (age["MetricName"], age["Statistic"]) == ("IndexMaxAgeSeconds", "Maximum")
+    assert age["Threshold"] == {"Ref": "IndexMaxAgeAlarmSeconds"}
+    assert age["ComparisonOperator"] == "GreaterThanThreshold"
+    assert str(template["Parameters"]["IndexMaxAgeAlarmSeconds"]["Default"]) == "86400"
+    running = alarms["IndexerNotRunningAlarm"]["Properties"]
+    assert (running["MetricName"], running["Threshold"], running["ComparisonOperator"]) == (
+        "IndexerRuns", 1, "LessThanThreshold"
+    )  # fmt: skip
+    assert running["TreatMissingData"] == "breaching"
+    # The indexer emits the metrics these watch.
+    source = (ROOT / "src" / "authorizer" / "indexer.py").read_text()
+    for metric in INDEXER_METRICS:
+        assert f'name="{metric}"' in source, metric
+
+
+def test_dashboard_has_an_indexer_row_only_with_an_index(template: dict[str, Any]) -> None:
+    without = json.dumps(_dashboard(template))
+    assert "IndexerFunction" not in without and "IndexerRuns" not in without
+    widgets = _dashboard(template, INDEX)["widgets"]
+    row = [w for w in widgets if w["properties"]["title"].startswith("Indexer")]
+    assert len(row) == 3 and {w["y"] for w in row} == {max(w["y"] for w in widgets)}
+    text = json.dumps(row)
+    for metric in INDEXER_METRICS:
+        assert f'"{metric}"' in text, metric
+    assert '"<IndexerFunction>"' in text
+    (age,) = [w for w in row if "IndexMaxAgeSeconds" in json.dumps(w)]
+    assert [a["value"] for a in age["properties"]["annotations"]["horizontal"]] == [86400]
+
+
+def test_makefile_builds_every_function(template: dict[str, Any]) -> None:
+    """`sam build` runs `make build-<LogicalId>` for each function with BuildMethod makefile (it never shares
+    a makefile build between functions), so each needs its target."""
+    makefile = (ROOT / "Makefile").read_text()
+    for name, resource in template["Resources"].items():
+        if (
+            resource.get("Metadata", {}).get("BuildMethod") == "makefile"
+            and resource["Type"] == "AWS::Serverless::Function"
+        ):
+            assert re.search(rf"^build-{name}\s*:", makefile, re.M), (
+                f"the Makefile has no build-{name} target"
+            )
 
 
 # ---- mTLS custom domain -----------------------------------------------------------------------------------
@@ -703,19 +1315,28 @@ def test_mutual_tls_only_under_a_condition(template: dict[str, Any], resources: 
 # ---- monitoring ------------------------------------------------------------------------------------------
 
 
-def _dashboard(resources: dict[str, Any]) -> dict[str, Any]:
-    body = resources["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+def _dashboard(template: dict[str, Any], given: dict[str, str] | None = None) -> dict[str, Any]:
+    """The dashboard's JSON as CloudFormation would produce it for these parameter values (resources and
+    pseudo parameters as "<name>" placeholders)."""
+    params = _parameters(template, given or {})
+    body = _resolve(template["Resources"]["Dashboard"]["Properties"]["DashboardBody"], template, params)
     assert isinstance(body, str)
-    # Substitute every ${...} with a number so the JSON can be parsed.
-    return dict(json.loads(re.sub(r"\$\{[^}]+\}", "1", body)))
+    return dict(json.loads(body))
 
 
-def test_dashboard(resources: dict[str, Any]) -> None:
-    widgets = _dashboard(resources)["widgets"]
+def _dashboard_text(resources: dict[str, Any]) -> str:
+    body = resources["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    text = body[0] if isinstance(body, list) else body
+    assert isinstance(text, str)
+    return text
+
+
+def test_dashboard(template: dict[str, Any], resources: dict[str, Any]) -> None:
+    widgets = _dashboard(template)["widgets"]
     titles = {w["properties"]["title"]: w["properties"] for w in widgets}
     text = json.dumps(widgets)
-    for metric in METRICS:
-        assert f'"{metric}"' in text, metric
+    for metric in METRICS:  # a metric of its own, or a search (\"...\" inside the expression)
+        assert re.search(rf'\\?"{metric}\\?"', text), metric
     denials = titles["Denials by reason"]
     assert [m[1] for m in denials["metrics"]] == DENIAL_REASONS
     assert all(
@@ -726,6 +1347,23 @@ def test_dashboard(resources: dict[str, Any]) -> None:
     assert rate[1][0]["expression"] == "FILL(allowed, 0) + FILL(denied, 0)"
     assert '"Errors", "FunctionName"' in text
     assert '"stat": "p99"' in text
+    # Health (health.py): the truststore's expiry with the alarm's threshold, and failures per CA,
+    # found by the `ca` dimension whatever the labels.
+    expiry = titles["Truststore: days until the earliest CA expires"]
+    assert (
+        expiry["metrics"][0][1] == "TruststoreDaysToExpiry" and expiry["metrics"][0][4]["stat"] == "Minimum"
+    )
+    assert [a["value"] for a in expiry["annotations"]["horizontal"]] == [30]  # ${TruststoreExpiryAlarmDays}
+    assert '"value": ${TruststoreExpiryAlarmDays}' in _dashboard_text(resources)
+    (search,) = [
+        m[0]["expression"] for m in titles["Source failures by CA"]["metrics"] if isinstance(m[0], dict)
+    ]
+    assert search == """SEARCH('{MtlsAuthorizer,ca,service} MetricName="SourceFailureByCa"', 'Sum', 300)"""
+    late = [m[1] for m in titles["Revocation data not refreshed"]["metrics"]]
+    assert late == [
+        "StaleRevocationUse", "RevocationDataUnrefreshed",
+        "RevocationDataOverdueSeconds", "RevocationDataAgeSeconds",
+    ]  # fmt: skip
 
 
 def test_alarms(template: dict[str, Any], resources: dict[str, Any]) -> None:
@@ -748,6 +1386,30 @@ def test_alarms(template: dict[str, Any], resources: dict[str, Any]) -> None:
     duration = alarms["AuthorizerDurationP99Alarm"]
     assert (duration["MetricName"], duration["ExtendedStatistic"]) == ("Duration", "p99")
     assert duration["Threshold"] == {"Ref": "DurationP99ThresholdMs"}
+    # Health (health.py).
+    expiry = alarms["TruststoreCaExpiryAlarm"]
+    assert (expiry["Namespace"], expiry["MetricName"], expiry["Statistic"]) == (
+        "MtlsAuthorizer", "TruststoreDaysToExpiry", "Minimum"
+    )  # fmt: skip
+    assert expiry["Threshold"] == {"Ref": "TruststoreExpiryAlarmDays"}
+    assert expiry["ComparisonOperator"] == "LessThanThreshold"
+    assert expiry["TreatMissingData"] == "ignore"  # emitted with decisions: no traffic keeps the state
+    assert str(template["Parameters"]["TruststoreExpiryAlarmDays"]["Default"]) == "30"
+    stale = alarms["StaleRevocationDataAlarm"]
+    stale_by_id = {m["Id"]: m for m in stale["Metrics"]}
+    assert [m["Id"] for m in stale["Metrics"] if m["ReturnData"]] == ["late"]
+    assert stale_by_id["late"]["Expression"] == "FILL(stale, 0) + FILL(unrefreshed, 0)"
+    for metric_id, name, stat in (
+        ("stale", "StaleRevocationUse", "Sum"),
+        ("unrefreshed", "RevocationDataUnrefreshed", "Maximum"),
+    ):
+        metric_stat = stale_by_id[metric_id]["MetricStat"]
+        assert (metric_stat["Metric"]["MetricName"], metric_stat["Stat"]) == (name, stat)
+        assert metric_stat["Metric"]["Dimensions"] == [{"Name": "service", "Value": "mtls-authorizer"}]
+    assert (stale["Threshold"], stale["ComparisonOperator"]) == (0, "GreaterThanThreshold")
+    failures = alarms["RevocationSourceFailuresAlarm"]
+    assert (failures["MetricName"], failures["Statistic"], failures["Period"]) == ("FetchFailure", "Sum", 300)
+    assert failures["EvaluationPeriods"] == failures["DatapointsToAlarm"] == 3  # sustained: 15 minutes
     for name, alarm in alarms.items():
         assert alarm["AlarmActions"] == {
             "Fn::If": ["HasAlarmEmail", [{"Ref": "AlarmTopic"}], {"Ref": "AWS::NoValue"}]
@@ -782,6 +1444,14 @@ TRANSFORM_CASES = {
         "CertificateArn": CERTIFICATE_ARN,
         "HttpApiSimpleResponses": "false", "Architecture": "x86_64",
     },
+    "none-existing-api": {"ApiType": "NONE", "ExistingApiId": "a1b2c3d4e5", "TruststoreBucketName": "theirs"},
+    "none-every-api": {"ApiType": "NONE", "TruststoreBucketName": "theirs", "AlarmEmail": "ops@example.com"},
+    "index": {"IndexS3Uri": "s3://ops-index/mtls-index/", "IndexUrls": "http://pki.example/ca.crl"},
+    "index-s3-sources": {
+        "IndexS3Uri": "s3://ops-index/mtls-index/", "CrlS3Uri": "s3://pca-crls/crl/,s3://handed-over/crl-files/",
+        "CrlS3Buckets": "legacy-cdp", "IndexRefreshMinutes": "1", "IndexerReservedConcurrency": "0",
+        "ApiType": "NONE", "TruststoreBucketName": "theirs",
+    },
 }  # fmt: skip
 
 
@@ -807,10 +1477,9 @@ def _transform(parameters: dict[str, str]) -> dict[str, Any]:
         "samtranslator.translator.transform", reason="aws-sam-translator is not installed"
     ).transform
     template = copy.deepcopy(_load())
-    # What `sam package` does: the local CodeUri becomes an S3 object.
-    template["Resources"]["AuthorizerFunction"]["Properties"]["CodeUri"] = (
-        "s3://artifacts-bucket/authorizer.zip"
-    )
+    # What `sam package` does: the local CodeUri becomes an S3 object (one build for each function).
+    for function in ("AuthorizerFunction", "IndexerFunction"):
+        template["Resources"][function]["Properties"]["CodeUri"] = f"s3://artifacts-bucket/{function}.zip"
     return dict(samtranslator_transform(template, dict(parameters), _NoManagedPolicies()))
 
 
@@ -834,6 +1503,31 @@ def test_sam_transform(case: str) -> None:
     env = function["Environment"]["Variables"]
     assert env["REVOCATION_CRL_S3_URI"] == {"Ref": "CrlS3Uri"}
     assert env["REVOCATION_DENYLIST_S3_URI"] == {"Ref": "DenylistS3Uri"}
+    assert env["REVOCATION_INDEX_S3_URI"] == {"Ref": "IndexS3Uri"}
+
+    # The indexer: a plain function under HasIndex, and so is everything SAM generates for it; deployed
+    # exactly when the case sets IndexS3Uri.
+    params = _parameters(output, TRANSFORM_CASES[case])
+    indexer = resources["IndexerFunction"]
+    assert (indexer["Type"], indexer["Condition"]) == ("AWS::Lambda::Function", "HasIndex")
+    assert indexer["Properties"]["Handler"] == "authorizer.indexer.lambda_handler"
+    assert indexer["Properties"]["Role"] == {"Fn::GetAtt": ["IndexerFunctionRole", "Arn"]}
+    assert resources["IndexerFunctionEventInvokeConfig"]["Condition"] == "HasIndex"
+    assert "BasicExecution" not in json.dumps(resources["IndexerFunctionRole"])
+    # Without IndexS3Uri, nothing deployed refers to the indexer's resources (the dashboard's row included).
+    no_index = _parameters(output, {k: v for k, v in TRANSFORM_CASES[case].items() if k != "IndexS3Uri"})
+    for name, resource in resources.items():
+        if name.startswith("Indexer"):
+            assert not _condition(output, resource["Condition"], no_index), name
+            continue
+        if "Condition" in resource and not _condition(output, resource["Condition"], no_index):
+            continue
+        refs = {ref.split(".")[0] for ref in _references(_resolve_conditions(resource, output, no_index))}
+        assert not {ref for ref in refs if ref.startswith("Indexer")}, name
+    deployed = {
+        n for n, r in resources.items() if "Condition" not in r or _condition(output, r["Condition"], params)
+    }
+    assert ("IndexerFunction" in deployed) == ("IndexS3Uri" in TRANSFORM_CASES[case])
 
     # Everything generated for an API type carries that API type's condition.
     for name, resource in resources.items():
@@ -853,8 +1547,27 @@ def test_sam_transform(case: str) -> None:
     http_authorizer = http["x-amazon-apigateway-authorizer"]
     assert http_authorizer["identitySource"] == ["$context.identity.clientCert.clientCertPem"]
     assert http_authorizer["authorizerPayloadFormatVersion"] == "2.0"
-    permissions = [r for r in resources.values() if r["Type"] == "AWS::Lambda::Permission"]
-    assert sum("AuthorizerFunction" in set(_refs(p)) for p in permissions) == 2  # one per API type
+    permissions = {n: r for n, r in resources.items() if r["Type"] == "AWS::Lambda::Permission"}
+    assert sum("AuthorizerFunction" in set(_refs(p)) for p in permissions.values()) == 3  # REST, HTTP, NONE
+    # For the case's parameters, exactly one of them is deployed: SAM's for its API, or the one for yours.
+    invoking = [
+        name
+        for name, p in permissions.items()
+        if "AuthorizerFunction" in set(_refs(p)) and _condition(output, p["Condition"], params)
+    ]
+    api_type = TRANSFORM_CASES[case].get("ApiType", "REST")
+    assert len(invoking) == 1, invoking
+    assert (invoking[0] == "ExistingApiInvokePermission") == (api_type == "NONE")
+    if api_type == "NONE":
+        deployed = {
+            n
+            for n, r in resources.items()
+            if "Condition" not in r or _condition(output, r["Condition"], params)
+        }
+        assert not {
+            n for n in deployed if n.startswith(("RestApi", "HttpApi", "Hello", "TruststoreBucket"))
+        }, deployed
+        assert _rules_hold(output, TRANSFORM_CASES[case])
 
     # The generated CloudFormation passes cfn-lint too (it sees more than the SAM schema does), apart from
     # W1028, which flags redundant Fn::If that the translator itself wraps around conditional paths.

@@ -116,11 +116,16 @@ class Indexer:
     def _requested(self) -> list[str]:
         """Sources containers asked for: moved from `requests/` into `sources.json`, kept for good."""
         bucket, prefix = self._location.bucket, self._location.key
-        known: list[str] = []
         try:
-            known = list(json.loads(self._reader.get(bucket, f"{prefix}sources.json").body))
-        except (S3Error, ValueError):
+            known = [str(s) for s in json.loads(self._reader.get(bucket, f"{prefix}sources.json").body)]
+        except S3Error as exc:
+            if "NoSuchKey" not in str(exc):  # unreadable now: merge next run, never overwrite with less
+                self._log(f"{prefix}sources.json not read ({exc}); requests left for the next run")
+                return []
             known = []
+        except (ValueError, TypeError):
+            self._log(f"{prefix}sources.json does not parse; requests left for the next run")
+            return []
         asked: list[str] = []
         keys: list[str] = []
         for item in self._reader.list(S3Location(bucket, f"{prefix}requests/"), MAX_SOURCES):
@@ -138,6 +143,25 @@ class Indexer:
             self._reader.client().delete_object(Bucket=bucket, Key=key)
         return merged
 
+    def _forget_unindexable(self, report: Report) -> None:
+        """Drop from sources.json what containers asked for but cannot be indexed and never was (not a
+        CRL, a forged one, unreachable): it would fail every run and keep the failure alarm on. A
+        source indexed once stays, so an outage of its server still shows as failures."""
+        bucket, key = self._location.bucket, f"{self._location.key}sources.json"
+        try:
+            known = [str(s) for s in json.loads(self._reader.get(bucket, key).body)]
+        except (S3Error, ValueError, TypeError):
+            return
+        hopeless = {
+            o.source
+            for o in report.outcomes
+            if o.status in ("failed", "skipped") and o.source in known and self._existing(o.source) is None
+        }
+        if hopeless:
+            kept = [s for s in known if s not in hopeless]
+            self._reader.client().put_object(Bucket=bucket, Key=key, Body=json.dumps(kept).encode())
+            self._log(f"sources.json: forgot {len(hopeless)} requested sources that cannot be indexed")
+
     # --- indexing ---------------------------------------------------------------------------------
 
     def run(self, only: Iterable[str] = ()) -> Report:
@@ -147,6 +171,8 @@ class Indexer:
                 report.outcomes.append(self.index(source))
             except Exception as exc:  # one bad source never stops the others
                 report.outcomes.append(Outcome(source, "failed", f"{type(exc).__name__}: {exc}"))
+        if not only:
+            self._forget_unindexable(report)
         for outcome in report.outcomes:
             if outcome.status in ("failed", "skipped"):
                 self._log(f"{outcome.source}: {outcome.status}: {outcome.detail}")

@@ -65,7 +65,9 @@ class IndexStore:
         try:
             obj = self._reader.get(self._location.bucket, self.key(source), etag)
         except S3Error as exc:
-            if "NoSuchKey" in str(exc):
+            # Without s3:ListBucket (the authorizer has none on the index), S3 answers a missing
+            # object with AccessDenied rather than NoSuchKey.
+            if "NoSuchKey" in str(exc) or "AccessDenied" in str(exc):
                 self._ask(source, issuer)
             else:
                 self._log(f"index for {source} not read: {exc}")
