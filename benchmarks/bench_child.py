@@ -2,7 +2,7 @@
 
     python benchmarks/bench_child.py SPEC.json
 
-SPEC names the kind (baseline, authorizer, memory, profile), the certificates (PEM strings), the sample
+SPEC names the kind (baseline, authorizer, memory, profile, indexer, index-first), the certificates (PEM strings), the sample
 counts and where to write the result (JSON). The parent sets the environment (truststore, fetch limits,
 Powertools, the memory size) and sends this process's stdout to /dev/null, so Powertools' EMF lines cost
 what they cost in Lambda without flooding a terminal. Progress goes to stderr.
@@ -543,6 +543,231 @@ def _trim(text: str) -> str:
     return "\n".join(line.replace(root + "/", "").rstrip() for line in lines[start:] if line.strip())
 
 
+# ------------------------------------------------------------------------------------------------ index
+class S3Meter:
+    """What this process reads from S3: every `S3Reader.get` (bucket, key, body bytes, ms), the listings,
+    and every object body botocore hands over (the truststore's included). Installed once, read in deltas."""
+
+    def __init__(self) -> None:
+        import threading
+
+        from botocore.response import StreamingBody
+
+        from authorizer import s3
+
+        self._lock = threading.Lock()
+        self.gets: list[tuple[str, str, int, float, str]] = []  # bucket, key, bytes, ms, error code
+        self.lists = 0
+        self.listed = 0
+        self.body_bytes = 0
+        real_get, real_list, real_read = s3.S3Reader.get, s3.S3Reader.list, StreamingBody.read
+        meter = self
+
+        def get(reader: Any, bucket: str, key: str, etag: str = "") -> Any:
+            started = time.perf_counter()
+            try:
+                obj = real_get(reader, bucket, key, etag)
+            except s3.S3Error as exc:
+                meter._get(bucket, key, 0, started, str(exc).rsplit(": ", 1)[-1])
+                raise
+            meter._get(bucket, key, len(obj.body), started, "" if obj.changed else "304")
+            return obj
+
+        def listing(reader: Any, location: Any, limit: int) -> Iterator[Any]:
+            with meter._lock:
+                meter.lists += 1
+            for item in real_list(reader, location, limit):
+                with meter._lock:
+                    meter.listed += 1
+                yield item
+
+        def read(body: Any, amt: int | None = None) -> bytes:
+            data: bytes = real_read(body, amt)
+            with meter._lock:
+                meter.body_bytes += len(data)
+            return data
+
+        s3.S3Reader.get = get  # type: ignore[method-assign]
+        s3.S3Reader.list = listing  # type: ignore[method-assign]
+        StreamingBody.read = read  # type: ignore[method-assign]
+
+    def _get(self, bucket: str, key: str, size: int, started: float, error: str) -> None:
+        with self._lock:
+            self.gets.append((bucket, key, size, (time.perf_counter() - started) * 1000, error))
+
+    def mark(self) -> tuple[int, int, int, int]:
+        with self._lock:
+            return len(self.gets), self.lists, self.listed, self.body_bytes
+
+    def since(self, mark: tuple[int, int, int, int], index_bucket: str) -> Json:
+        """What was read since `mark`: bytes and GETs of index objects and of everything else."""
+        with self._lock:
+            gets = self.gets[mark[0] :]
+            lists, listed, body = self.lists - mark[1], self.listed - mark[2], self.body_bytes - mark[3]
+        index = [g for g in gets if g[0] == index_bucket]
+        other = [g for g in gets if g[0] != index_bucket]
+        return {
+            "index_bytes": sum(g[2] for g in index),
+            "index_gets": len(index),
+            "index_missing": sum(1 for g in index if g[4] == "NoSuchKey"),
+            "crl_bytes": sum(g[2] for g in other),
+            "crl_gets": len(other),
+            "get_ms": sum(g[3] for g in gets),
+            "lists": lists,
+            "listed": listed,
+            "body_bytes": body,  # every S3 object body read, the truststore's included
+            "largest": sorted(((g[2], f"s3://{g[0]}/{g[1]}") for g in gets), reverse=True)[:3],
+        }
+
+
+@contextmanager
+def per_call(owner: Any, name: str, samples: list[float]) -> Iterator[None]:
+    """Append the wall time (ms) of every call of owner.name to `samples`."""
+    original = getattr(owner, name)
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            samples.append((time.perf_counter() - started) * 1000)
+
+    setattr(owner, name, wrapper)
+    try:
+        yield
+    finally:
+        setattr(owner, name, original)
+
+
+def _first_request_stages() -> list[tuple[Any, str, str]]:
+    from authorizer import app, crl, crl_index, truststore
+    from authorizer.sources import crl_set
+
+    return [
+        (app, "_s3_client", "boto3 S3 clients (created on first use)"),
+        (truststore.S3TruststoreLoader, "get", "truststore (S3)"),
+        (app, "validate_path", "path validation"),
+        (crl_set, "candidate", "CRL set: parse each listed object"),
+        (crl, "parse_and_verify", "CRL parse+verify+index"),
+        (crl_index, "tables", "index: SHA-256 of the tables"),
+    ]
+
+
+def run_index_first(spec: Json) -> Json:
+    """A new container (this fresh process): its very first request, then warm requests.
+
+    Nothing is warmed up first: the first `lambda_handler` call builds the runtime, creates the boto3
+    clients, reads the truststore, lists the CRL set (when configured) and reads the index or the CRLs."""
+    started_import = time.perf_counter()
+    handler = Handler()
+    import boto3  # noqa: F401 - the authorizer imports it on first use; counted in the idle RSS
+
+    from authorizer import app
+    from authorizer.revocation import RevocationChecker
+
+    result: Json = {"import_ms": (time.perf_counter() - started_import) * 1000, "idle_rss_mb": current_rss_mb()}
+    meter = S3Meter()
+    bucket = spec["index_bucket"]
+    good = handler.event(spec["good_pem"])
+    revoked = handler.event(spec["revoked_pem"])
+    fresh = [handler.event(p) for p in spec["new_pems"]]
+    others = [handler.event(p) for p in spec["other_pems"]]
+    gc.collect()
+
+    stages: dict[str, float] = {}
+    mark = meter.mark()
+    with wrapped(_first_request_stages(), stages):
+        started = time.perf_counter()
+        response = handler(good)
+        result["first_ms"] = (time.perf_counter() - started) * 1000
+    result["first_verdict"] = verdict(response)
+    result["first_io"] = meter.since(mark, bucket)
+    result["first_stages_ms"] = {**stages, "S3 GETs (sum)": result["first_io"]["get_ms"]}
+    result["first_hwm_mb"] = peak_rss_mb()
+    result["first_rss_mb"] = current_rss_mb()
+    log(f"index {spec['label']}: first request {result['first_ms']:.0f} ms ({result['first_verdict']})")
+
+    result["revoked_verdict"] = verdict(handler(revoked))
+    samples: list[float] = []
+    verdicts: set[str] = set()
+    for _ in range(spec["seen_samples"]):
+        verdicts.add(verdict(timed(samples, lambda: handler(good))))
+    result["seen"] = {"ms": samples, "verdicts": sorted(verdicts)}
+
+    samples, checks, paths = [], [], []
+    verdicts = set()
+    mark = meter.mark()
+    with per_call(RevocationChecker, "check", checks), per_call(app, "validate_path", paths):
+        for event in fresh:
+            verdicts.add(verdict(timed(samples, lambda e=event: handler(e))))  # type: ignore[misc]
+    result["new"] = {
+        "ms": samples,
+        "check_ms": checks,
+        "path_ms": paths,
+        "verdicts": sorted(verdicts),
+        "io": meter.since(mark, bucket),
+    }
+
+    samples, verdicts = [], set()
+    mark = meter.mark()
+    for event in others:
+        verdicts.add(verdict(timed(samples, lambda e=event: handler(e))))  # type: ignore[misc]
+    result["other"] = {"ms": samples, "verdicts": sorted(verdicts), "io": meter.since(mark, bucket)}
+    result["peak_rss_mb"] = peak_rss_mb()
+    return result
+
+
+def run_indexer(spec: Json) -> Json:
+    """`Indexer(settings, truststore, S3Reader(...)).run()` once over every configured source, as the
+    indexer function runs it: the time of each source, and the size of each index object written."""
+    import boto3
+
+    from authorizer import crl_index
+    from authorizer.app import _s3_client
+    from authorizer.indexer import Indexer, Outcome
+    from authorizer.s3 import S3Location, S3Reader
+    from authorizer.settings import Settings
+    from authorizer.truststore import parse_truststore
+
+    result: Json = {"idle_rss_mb": current_rss_mb()}
+    settings = Settings.from_env()
+    truststore = parse_truststore(spec["truststore_pem"].encode())
+    seconds: dict[str, float] = {}
+
+    class TimedIndexer(Indexer):
+        def index(self, source: str) -> Outcome:
+            started = time.perf_counter()
+            try:
+                return super().index(source)
+            finally:
+                seconds[source] = time.perf_counter() - started
+
+    indexer = TimedIndexer(settings, truststore, S3Reader(_s3_client, settings.fetch.max_crl_bytes), log=log)
+    started = time.perf_counter()
+    report = indexer.run()
+    result["run_s"] = time.perf_counter() - started
+    result["peak_rss_mb"] = peak_rss_mb()
+    location = S3Location.parse(settings.sources.index_uri)
+    sizes: dict[str, int] = {}
+    pages = boto3.client("s3").get_paginator("list_objects_v2").paginate(
+        Bucket=location.bucket, Prefix=location.key
+    )
+    for page in pages:
+        sizes.update({item["Key"]: int(item["Size"]) for item in page.get("Contents", [])})
+    result["sources"] = [
+        {
+            "source": o.source,
+            "status": o.status,
+            "detail": o.detail,
+            "entries": o.entries,
+            "seconds": seconds.get(o.source, 0.0),
+            "index_bytes": sizes.get(crl_index.object_key(location.key, o.source), 0),
+        }
+        for o in report.outcomes
+    ]
+    return result
+
+
 def main() -> None:
     with open(sys.argv[1]) as handle:
         spec: Json = json.load(handle)
@@ -555,6 +780,10 @@ def main() -> None:
         result = run_memory(spec)
     elif kind == "profile":
         result = run_profile(spec)
+    elif kind == "index-first":
+        result = run_index_first(spec)
+    elif kind == "indexer":
+        result = run_indexer(spec)
     else:
         raise SystemExit(f"unknown kind {kind!r}")
     with open(spec["out"], "w") as handle:

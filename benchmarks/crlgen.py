@@ -50,8 +50,15 @@ def signed_crl(
     this_update: dt.datetime,
     next_update: dt.datetime | None,
     crl_number: int = 1,
+    *,
+    idp_urls: Sequence[str] = (),
+    authority_key_identifier: bool = False,
 ) -> bytes:
-    """A complete DER CRL by `issuer_cert` revoking `serials`."""
+    """A complete DER CRL by `issuer_cert` revoking `serials`.
+
+    `idp_urls`: a critical IssuingDistributionPoint naming these URLs (a partition, as AWS Private CA
+    writes them); `authority_key_identifier`: the issuer's SKI as the CRL's AKI (Private CA sets it).
+    """
     if isinstance(issuer_key, rsa.RSAPrivateKey):  # noqa: SIM108
         algorithm = "sha256_rsa"
     else:
@@ -64,6 +71,21 @@ def signed_crl(
         "this_update": asn1_x509.Time({"utc_time": this_update}),
         "crl_extensions": [{"extn_id": "crl_number", "critical": False, "extn_value": crl_number}],
     }
+    extensions: list[dict[str, object]] = tbs["crl_extensions"]  # type: ignore[assignment]
+    if authority_key_identifier:
+        ski = issuer_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+        extensions.append(
+            {"extn_id": "authority_key_identifier", "critical": False, "extn_value": {"key_identifier": ski}}
+        )
+    if idp_urls:
+        names = [asn1_x509.GeneralName(name="uniform_resource_identifier", value=url) for url in idp_urls]
+        extensions.append(
+            {
+                "extn_id": "issuing_distribution_point",
+                "critical": True,
+                "extn_value": {"distribution_point": {"full_name": names}},
+            }
+        )
     if next_update is not None:
         tbs["next_update"] = asn1_x509.Time({"utc_time": next_update})
     if serials:
@@ -101,6 +123,27 @@ def _self_check() -> None:  # pragma: no cover - a quick manual check
     crl = x509.load_der_x509_crl(der)
     assert crl.is_signature_valid(key.public_key())
     assert {e.serial_number for e in crl} == {5, 7, 2**70}
+    assert crl.public_bytes(Encoding.DER) == der
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(2)
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    url = "http://bucket.s3.us-east-1.amazonaws.com/crl/ca/part.crl"
+    der = signed_crl(cert, key, [9], now, None, 7, idp_urls=[url], authority_key_identifier=True)
+    crl = x509.load_der_x509_crl(der)
+    assert crl.is_signature_valid(key.public_key())
+    idp = crl.extensions.get_extension_for_class(x509.IssuingDistributionPoint)
+    assert idp.critical and idp.value.full_name == [x509.UniformResourceIdentifier(url)]
+    aki = crl.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    assert aki.key_identifier == ski.digest
     assert crl.public_bytes(Encoding.DER) == der
 
 

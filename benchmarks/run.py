@@ -9,8 +9,13 @@ and the servers are the test suite's (tests/pki.py, tests/servers.py).
 Each scenario group runs in its own child process (bench_child.py) so that peak RSS is its own.
 The memory scenario feeds tens of thousands of distinct client certificates through the handler and
 reports RSS against clients seen, under the byte budget and under the old entry-bound caches.
-Results: a Markdown report on stdout and in benchmarks/results.md. Progress: stderr.
-`--only memory` runs just the memory scenario and replaces only its section of the report.
+The index scenario (index_scenario.py) puts AWS Private CA-style CRLs in moto S3 (a 1M-entry complete CRL,
+10M entries over partitions), runs the indexer once and measures a new container's first request through the
+shared index (REVOCATION_INDEX_S3_URI) against fetching the CRLs themselves, each in a fresh child process.
+Results: a Markdown report on stdout and in benchmarks/results.md, and a chart of latency against CRL size
+beside it (benchmarks/latency-vs-crl-size.svg, chart.py) from the same run's figures. Progress: stderr.
+`--only memory` / `--only index` runs just that scenario and replaces only its section of the report;
+`--only families` keeps the report's memory and index sections.
 """
 
 from __future__ import annotations
@@ -47,7 +52,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+import index_scenario
+from chart import CHART_NAME, INDEX_SCENARIO, TITLE, Point, Series, series_from_rows, write_chart
 from crlgen import signed_crl
+from index_scenario import FULL_INDEX, QUICK_INDEX, IndexFixture, IndexPlan
 from pki import PKI, Credential, key_usage, name, pem_bundle, utcnow
 from servers import FixtureHTTPServer, MotoS3, OpenSSLOCSPResponder
 
@@ -59,7 +67,8 @@ BUCKET, KEY = "bench-truststore", "truststore.pem"
 STATS_PATH = "/__stats"
 
 Json = dict[str, Any]
-PARTS = frozenset({"families", "memory"})  # what a run measures: the CRL/OCSP families, the memory scenario
+# What a run measures: the CRL/OCSP families, the memory scenario, the shared index at scale.
+PARTS = frozenset({"families", "memory", "index"})
 
 METHOD = (
     "Handler time is `time.perf_counter()` around `lambda_handler` in-process (REST event, "
@@ -87,8 +96,8 @@ MEMORY_METHOD = (
     "high-water mark (`VmHWM`). *Held*: client summaries in the cache (byte-budget modes) or parsed "
     "certificates and paths in the re-created old caches (entry-bound mode: the authorizer's current "
     "code plus the two 20,000-entry caches of parsed `Cert`s and `CertPath`s the handler used to keep, "
-    "filled as it filled them). The checker's own caches (decisions, OCSP answers) are in every mode; "
-    "they join the per-client budget once revocation.py builds them on it."
+    "filled as it filled them). The checker's own per-client caches (decisions, OCSP answers, failures) "
+    "are on the same per-client byte budget in every mode: *accounted* includes them."
 )
 
 # Targets (milliseconds, megabytes, requests).
@@ -127,6 +136,7 @@ class Plan:
     clients: tuple[int, ...]  # memory scenario: checkpoints, in distinct clients seen
     memory_modes: tuple[MemoryMode, ...] = MEMORY_MODES
     imports: int = 5
+    index: IndexPlan = FULL_INDEX
 
 
 FULL = Plan(
@@ -149,6 +159,7 @@ QUICK = Plan(
     ocsp_first=4,
     clients=(300, 1_000),
     memory_modes=(MEMORY_MODES[0], MEMORY_MODES[2]),
+    index=QUICK_INDEX,
 )
 
 
@@ -236,6 +247,7 @@ class Fixture:
     families: list[FamilySpec] = field(default_factory=list)
     memory: MemorySpec | None = None
     env: dict[str, str] = field(default_factory=dict)
+    index: IndexFixture | None = None
 
 
 def serve_crl(server: FixtureHTTPServer, path: str, der: bytes) -> str:
@@ -393,6 +405,8 @@ def build_fixture(plan: Plan, stack: ExitStack, workdir: Path, parts: frozenset[
     stack.callback(moto.close)
     version = moto.put(KEY, pem_bundle([root, *cas]))
     fixture.env = child_env(workdir, moto.endpoint, version)
+    if "index" in parts:
+        fixture.index = index_scenario.build(plan.index, moto, workdir, progress)
     return fixture
 
 
@@ -522,8 +536,40 @@ class Report:
     profiles: list[tuple[str, Json]] = field(default_factory=list)
     targets: list[tuple[str, str, bool]] = field(default_factory=list)
     memory: list[tuple[MemoryMode, Json]] = field(default_factory=list)
+    index: Json = field(default_factory=dict)  # index_scenario.run's outcome
     runtime_s: float = 0.0
     foreign_cores: float = math.nan  # CPU used by processes outside this benchmark, in cores
+    chart: str = ""  # the chart's file name, beside the report, when one is written
+
+    def chart_series(self) -> list[Series]:
+        """The CRL families' p50/p95 per scenario, as the chart draws them (the report's own figures)."""
+        rows: list[tuple[str, int, Point]] = []
+        for family in self.fixture.families:
+            if family.source != "crl":
+                continue
+            auth = self.results[f"{family.label}/authorizer"]
+            for scenario, samples in (
+                ("baseline: pyhanko per request", self.results[f"{family.label}/baseline"]["baseline"]["ms"]),
+                ("authorizer: first request (cold caches)", auth["first"]["ms"]),
+                ("authorizer: warm, new cert of the CA", auth["new"]["ms"]),
+                ("authorizer: warm, same cert", auth["seen"]["ms"]),
+            ):
+                point = Point(family.entries, p50(samples), p95(samples), len(samples))
+                rows.append((scenario, family.entries, point))
+        if rows and self.index and self.fixture.index is not None:
+            runs = self.index["results"].get("complete/index", [])
+            samples = [r["first_ms"] for r in runs]
+            entries = self.fixture.index.plan.complete_entries
+            if samples:
+                rows.append((INDEX_SCENARIO, entries, Point(entries, p50(samples), p95(samples), len(samples))))
+        return series_from_rows(rows)
+
+    def chart_subtitle(self) -> str:
+        kind = "quick" if self.plan is QUICK else "full"
+        return (
+            f"{kind} run, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M UTC}, {os.cpu_count()} cores "
+            f"({platform.machine()}); in-process handler time"
+        )
 
     def evaluate(self) -> list[tuple[str, str]]:
         """Fill `targets`; return the (family, scenario) pairs that missed a timing target, for profiling."""
@@ -622,6 +668,8 @@ class Report:
         ]
         for family in self.fixture.families:
             out += self.family_rows(family)
+        if self.chart:
+            out += ["", f"![p50 latency against CRL size, log scales]({self.chart})"]
         out += [
             "",
             "## Speed-up (baseline p50 / authorizer p50)",
@@ -652,6 +700,7 @@ class Report:
         out += self.breakdown_section()
         out += self.ocsp_section()
         out += self.memory_section()
+        out += self.index_section()
         out += self.profile_section()
         return "\n".join(out) + "\n"
 
@@ -699,6 +748,14 @@ class Report:
                 f"({result['wall_s']:.0f} s)"
             )
         return out
+
+    def index_section(self) -> list[str]:
+        if not self.index or self.fixture.index is None:
+            return []
+        kind = "quick" if self.plan is QUICK else "full"
+        return index_scenario.section(
+            self.fixture.index, self.index, kind, self.runtime_s, self.foreign_cores, os.cpu_count()
+        )
 
     def family_rows(self, family: FamilySpec) -> list[str]:
         name = family.label
@@ -933,6 +990,12 @@ def run(plan: Plan, parts: frozenset[str] = PARTS) -> Report:
         report = Report(plan, fixture)
         if "memory" in parts:
             run_memory(report, workdir)
+        if fixture.index is not None:
+
+            def child(spec: Json, name: str, timeout: float, env: dict[str, str]) -> Json:
+                return run_child(spec, fixture, workdir, name, timeout=timeout, env=env)
+
+            report.index = index_scenario.run(fixture.index, child, progress)
         for family in fixture.families:
             spec = family_spec(family)
             is_1m = family.label == "1M"
@@ -1005,13 +1068,25 @@ def finish(report: Report, started: float, busy_before: float, own_before: float
     return report
 
 
-def splice(previous: str, section: str) -> str:
-    """`previous` with its memory section replaced by `section` (appended when it has none)."""
-    start = previous.find(MEMORY_HEADING)
+def splice(previous: str, section: str, heading: str = MEMORY_HEADING) -> str:
+    """`previous` with its section under `heading` replaced by `section` (appended when it has none)."""
+    start = previous.find(heading)
     head = previous[: start if start >= 0 else len(previous)].rstrip("\n")
-    end = previous.find("\n## ", start + len(MEMORY_HEADING)) if start >= 0 else -1
+    end = previous.find("\n## ", start + len(heading)) if start >= 0 else -1
     rest = previous[end + 1 :] if end >= 0 else ""
     return (head + "\n\n" if head else "") + section + ("\n" + rest if rest else "")
+
+
+def section_of(text: str, heading: str) -> str:
+    """The section under `heading` in a report, up to the next `## ` heading ("" when it has none)."""
+    start = text.find(heading)
+    if start < 0:
+        return ""
+    end = text.find("\n## ", start + len(heading))
+    return text[start : end + 1 if end >= 0 else len(text)].rstrip("\n") + "\n"
+
+
+SECTIONS = {"memory": MEMORY_HEADING, "index": index_scenario.HEADING}
 
 
 @contextmanager
@@ -1036,22 +1111,46 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="10k and 100k only, fewer samples")
     parser.add_argument("--output", type=Path, default=RESULTS, help=f"Markdown report (default {RESULTS})")
     parser.add_argument(
+        "--chart",
+        type=Path,
+        help=f"SVG chart of latency against CRL size (default: {CHART_NAME} beside --output)",
+    )
+    parser.add_argument(
         "--only",
         choices=sorted(PARTS),
-        help="run one part: 'memory' replaces only the memory section of the existing report",
+        help="run one part: 'memory' or 'index' replaces only that section of the existing report; "
+        "'families' rewrites the rest and keeps those two sections",
     )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
     parts = frozenset({args.only}) if args.only else PARTS
     with terminate_cleanly():
         report = run(plan, parts)
+    previous = args.output.read_text() if args.output.exists() else ""
     if "families" in parts:
+        chart = args.chart or args.output.with_name(CHART_NAME)
+        series = report.chart_series()
+        if series:
+            write_chart(series, chart, TITLE, report.chart_subtitle())
+            beside = chart.resolve().parent == args.output.resolve().parent
+            report.chart = chart.name if beside else str(chart.resolve())
+            progress(f"chart written to {chart}")
         text = report.markdown()
         sys.stdout.write(text)
+        for part, heading in SECTIONS.items():  # a part not run keeps its section of the last report
+            kept = section_of(previous, heading) if part not in parts else ""
+            if kept:
+                text = splice(text, kept, heading)
     else:
-        section = "\n".join(report.memory_section()).lstrip("\n") + "\n"
-        sys.stdout.write(section)
-        text = splice(args.output.read_text() if args.output.exists() else "", section)
+        text = previous
+        for part, heading in SECTIONS.items():
+            if part in parts:
+                lines = report.memory_section() if part == "memory" else report.index_section()
+                section = "\n".join(lines).lstrip("\n") + "\n"
+                sys.stdout.write(section)
+                text = splice(text, section, heading)
+        if "index" in parts:
+            progress("chart not redrawn: it shows one run's figures (`make bench` draws the index point too)")
     args.output.write_text(text)
     progress(f"done in {report.runtime_s:.0f} s; report written to {args.output}")
     return 0
