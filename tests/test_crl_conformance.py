@@ -533,6 +533,103 @@ def test_rfc5280_6_3_3_f_crl_signer_provided_by_the_crl_set(
     authz.check("rest", cert).expect(False, "revoked", cert, "crl")
 
 
+@pytest.mark.parametrize(
+    "signer_crl, listed, expected, detail",
+    [
+        # PKITS 4.4.20 / 4.4.21 (separate keys): the CRL-signing certificate is revoked by the anchor's
+        # CRL, so its CRL is not used, whether or not it lists the leaf (never "good", never believed).
+        ("lists_signer", False, (False, "revocation_unavailable"), "CRL signer certificate is revoked"),
+        ("lists_signer", True, (False, "revocation_unavailable"), "CRL signer certificate is revoked"),
+        ("good", False, (True, "good"), ""),  # as PKITS 4.4.19, the signer checked and good
+        ("good", True, (False, "revoked"), ""),
+        (
+            "broken",
+            False,
+            (False, "revocation_unavailable"),
+            "CRL signer certificate's revocation is unavailable",
+        ),
+        (None, False, (True, "good"), ""),  # declares no CRL: trusted as issued (as 4.4.19)
+        (None, True, (False, "revoked"), ""),
+        # Its CDP names the very CRL it signed: that CRL cannot vouch for its own signer.
+        ("itself", False, (False, "revocation_unavailable"), "rests on this very CRL"),
+    ],
+)
+def test_pkits_4_4_20_21_revoked_crl_signing_certificate(
+    configure: Configure,
+    world: World,
+    ca: Ca,
+    caplog: pytest.LogCaptureFixture,
+    signer_crl: str | None,
+    listed: bool,
+    expected: tuple[bool, str],
+    detail: str,
+) -> None:
+    """RFC 5280 §6.3.3 (f): the CRL signer's own path, its revocation included, is validated before
+    its CRL is used: through the CRL the signing certificate declares (the anchor's, here)."""
+    caplog.set_level(logging.INFO)
+    path, url = world.crl_url()
+    signer_path, signer_url = world.crl_url()
+    urls = {None: [], "itself": [url]}.get(signer_crl, [signer_url])
+    signer = ca.pki.issue(
+        ca.ica.cert.subject,
+        issuer=ca.root,
+        ca=False,
+        key_type="ec",
+        usage=key_usage(crl_sign=True),
+        crl_urls=urls,
+    )
+    if signer_crl == "broken":
+        world.http.set(signer_path, b"unavailable", status=503, content_type="text/plain")
+    elif signer_crl in ("good", "lists_signer"):
+        revoked = [entry(signer.serial, R.key_compromise)] if signer_crl == "lists_signer" else []
+        world.http.set(signer_path, make_crl(ca.root.cert.subject, ca.root.key, revoked))
+    cert = leaf(ca, dp(url))
+    world.http.set(path, make_crl(ca.ica.cert.subject, signer.key, [entry(cert.serial)] if listed else []))
+    configure(truststore=[*ca.trusted, signer]).check("rest", cert).expect(*expected, cert, "crl")
+    assert detail in details(caplog)
+    if signer_crl in ("good", "lists_signer", "broken"):
+        assert world.http.requests(signer_path) >= 1
+
+
+@pytest.mark.parametrize("listed", [False, True])
+def test_rfc5280_6_3_3_f_ca_certificate_signer_covered_by_its_own_crl_is_trusted_by_inclusion(
+    configure: Configure, world: World, ca: Ca, listed: bool
+) -> None:
+    """The other key of the CA (a CA certificate of the truststore, as after a rollover) whose CDP
+    names the very CRL it signs: the truststore vouches for it, the CRL is used."""
+    path, url = world.crl_url()
+    other_key = ca.pki.issue(ca.ica.cert.subject, issuer=ca.root, ca=True, key_type="ec", crl_urls=[url])
+    cert = leaf(ca, dp(url))
+    world.http.set(path, make_crl(ca.ica.cert.subject, other_key.key, [entry(cert.serial)] if listed else []))
+    expected = (False, "revoked") if listed else (True, "good")
+    configure(truststore=[*ca.trusted, other_key]).check("rest", cert).expect(*expected, cert, "crl")
+
+
+def test_rfc5280_6_3_3_f_crl_set_signer_revocation_is_checked(
+    configure: Configure, world: World, s3: MotoS3, bucket: str, ca: Ca
+) -> None:
+    """A CRL from the S3 set signed by a separate CRL-signing certificate (in the set): that signer's
+    revocation is checked through the CRL it declares too."""
+    signer_path, signer_url = world.crl_url()
+    signer = ca.pki.issue(
+        ca.ica.cert.subject,
+        issuer=ca.root,
+        ca=False,
+        key_type="ec",
+        usage=key_usage(crl_sign=True),
+        crl_urls=[signer_url],
+    )
+    cert = leaf(ca)
+    put(s3, bucket, "crl/ca.crl", make_crl(ca.ica.cert.subject, signer.key))
+    put(s3, bucket, "crl/signer.pem", signer.pem.encode())
+    world.http.set(signer_path, make_crl(ca.root.cert.subject, ca.root.key, [entry(signer.serial)]))
+    authz = configure(truststore=ca.trusted, REVOCATION_CRL_S3_URI=f"s3://{bucket}/crl/")
+    authz.check("rest", cert).expect(False, "revocation_unavailable", cert, "crl")
+    world.http.set(signer_path, make_crl(ca.root.cert.subject, ca.root.key, [], number=2))
+    authz = configure(truststore=ca.trusted, REVOCATION_CRL_S3_URI=f"s3://{bucket}/crl/")
+    authz.check("rest", cert).expect(True, "good", cert, "crl")
+
+
 # ======================================================================= §4.5 key rollover (RFC 5280 §3.2)
 @dataclass(frozen=True)
 class Rollover:

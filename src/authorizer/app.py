@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -93,6 +94,7 @@ class Decision:
 
 
 _runtime: Runtime | None = None
+_building = threading.Lock()
 
 
 def _s3_client() -> Any:
@@ -100,7 +102,9 @@ def _s3_client() -> Any:
     from botocore.config import Config
 
     config = Config(connect_timeout=2, read_timeout=3, retries={"max_attempts": 2, "mode": "standard"})
-    return boto3.client("s3", config=config)
+    # A session of its own: boto3's default session is not safe to make clients from concurrently
+    # (the truststore loader and the revocation sources each make theirs in a worker thread).
+    return boto3.session.Session().client("s3", config=config)
 
 
 def reset(clock: Callable[[], datetime] | None = None) -> None:
@@ -182,7 +186,9 @@ def log_truststore(truststore: Truststore) -> None:
 def _runtime_now() -> Runtime:
     global _runtime
     if _runtime is None:
-        _runtime = _build_runtime()
+        with _building:  # one runtime per container, also when a gateway or a library calls at once
+            if _runtime is None:
+                _runtime = _build_runtime()
     return _runtime
 
 

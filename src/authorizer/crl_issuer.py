@@ -9,8 +9,8 @@ keyUsage that allows cRLSign when it has one (§4.2.1.3), and a path, validated 
 pyhanko-certvalidator, to the same anchor as the certificate being checked. The CRL is accepted
 only when its signature verifies under one of them (crl.parse_and_verify).
 
-The candidate's own revocation is checked by the caller where it can (a certificate of the path
-already is; see docs/crl-features.md for what is not).
+The signer's own revocation is checked by the CRL sources once the CRL verified under it, through
+the CRLs the signer declares (sources/crl_distribution_point.py; docs/crl-features.md).
 """
 
 from __future__ import annotations

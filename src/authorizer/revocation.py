@@ -162,6 +162,9 @@ class RevocationChecker:
         self._crl_source = CrlDistributionPointSource(
             policy, fetch_policy, fetcher, now, s3, config.s3_buckets if s3 else frozenset(), index
         )
+        # A CRL signed by a certificate other than the issuer (RFC 5280 §6.3.3 (f)): that signer's own
+        # revocation is checked like a delegated OCSP responder's, through the CRLs it declares.
+        self._crl_source.check_signer = self._check_responder
         ocsp_source = OcspResponderSource(
             policy, fetch_policy, fetcher, now, self._check_responder, self._backoff
         )
@@ -517,7 +520,8 @@ class RevocationChecker:
 
     def _check_responder(self, link: Link, deadline: float) -> Answer:
         """The responder certificate's status from the CRLs it declares: good when it declares none
-        (trusted as issued), revoked or unavailable otherwise unless a CRL says good."""
+        (trusted as issued), revoked or unavailable otherwise unless a CRL says good. Also a separate
+        CRL signer's (RFC 5280 §6.3.3 (f), CrlDistributionPointSource.signer_failure)."""
         stats = Stats()
         (needs,), known = self._gather([link], (self._crl_source,), deadline, stats)
         if not needs:

@@ -10,7 +10,8 @@ Beyond one complete CRL per point (see docs/crl-features.md):
   need, cached and anti-rollback-checked in its own scope). A declared delta that cannot be had
   makes the answer unavailable unless REVOCATION_DELTA_CRL=ignore.
 - **Other signers** (§6.3.3 (f)): a CRL not signed by the issuer's key is accepted when a
-  certificate of the same name with cRLSign and a path to the same anchor signed it (crl_issuer).
+  certificate of the same name with cRLSign and a path to the same anchor signed it (crl_issuer),
+  and that certificate's own revocation checks out through the CRLs it declares (`signer_failure`).
 - **Indirect CRLs** (§5.2.5): a point with a cRLIssuer is fetched when a certificate of that name
   is in reach; its entries are those under a certificateIssuer naming the certificate's issuer.
 - **Reason partitions** (§6.3.3 (d)): points limited to some reasons answer together, good only
@@ -30,10 +31,10 @@ from .. import crl, crl_index
 from ..certs import Cert
 from ..crl_issuer import find_signers, known_by_name
 from ..fetch import Fetcher, FetchError, Request
-from ..model import Answer, Source
+from ..model import Answer, Source, Status
 from ..s3 import S3Error, S3Reader, object_of_url
 from ..settings import FetchPolicy, RevocationPolicy
-from . import Held, Link, Need, SourceFailure
+from . import Held, Link, LinkCheck, Need, SourceFailure
 from .index import IndexStore
 
 MAX_LEARNED = 10_000  # base CRLs whose FreshestCRL is remembered (what their deltas are)
@@ -73,6 +74,8 @@ class CrlDistributionPointSource:
         self._learned: OrderedDict[Hashable, tuple[str, ...]] = OrderedDict()
         # Certificates the configured sources provide (a CRL set's), for finding CRL signers.
         self.extra_certs: Callable[[], Sequence[Cert]] = lambda: ()
+        # How the checker answers for a separate CRL signer's own revocation (set by the checker).
+        self.check_signer: LinkCheck | None = None
 
     # --- planning ------------------------------------------------------------------------------
 
@@ -171,10 +174,18 @@ class CrlDistributionPointSource:
                 body, validators = self._get(url, old, deadline)
                 now = self._now()
                 if body is None and old is not None:
+                    unusable = self.signer_failure(need, old.data, url, deadline, self.extra_certs())
+                    if unusable is not None:
+                        failure = unusable
+                        continue
                     return old.renewed(now, self._refresh_at(old.data, now))
                 index = verify(
                     body or b"", link, point, arg.role == "delta", self._policy, now, self.extra_certs()
                 )
+                unusable = self.signer_failure(need, index, url, deadline, self.extra_certs())
+                if unusable is not None:
+                    failure = unusable
+                    continue
             except FetchError as exc:
                 failure = SourceFailure(exc.kind, f"crl {url}: {exc}")
                 continue
@@ -188,6 +199,78 @@ class CrlDistributionPointSource:
                 self.learn(need.key, index)
             return crl_held(index, link.issuer.fingerprint, now, self._refresh_at(index, now), validators)
         raise failure
+
+    def signer_failure(
+        self, need: Need, index: crl.CrlIndex, where: str, deadline: float, extra: Sequence[Cert] = ()
+    ) -> SourceFailure | None:
+        """Why a CRL verified under a certificate other than the link's issuer (a separate CRL-signing
+        certificate, the other key of a rollover) must not be used; None when it may be.
+
+        RFC 5280 §6.3.3 (f) requires validating the CRL issuer's certification path, its revocation
+        included, before the CRL is used (PKITS 4.4.20, 4.4.21). Local policy, as for a delegated OCSP
+        responder (RFC 6960 §4.2.2.2.1): the signer is checked through the CRLs it declares, with
+        the distribution point source only; revoked or unavailable: this CRL is not used; declaring
+        no CRL: trusted as issued; a trust anchor: trusted by inclusion (§6.1.1). A signer whose own
+        CRL would be this very CRL (same need or same URL) is not checked by itself: not used, unless
+        it is a CA certificate of the truststore (a rollover key), trusted by inclusion there.
+        Bounded by `deadline` (the refresh's); never raises."""
+        link = need.link
+        if not index.signer or index.signer == link.issuer.fingerprint:
+            return None
+        try:
+            return self._signer_failure(link, need, index.signer, where, deadline, extra)
+        except Exception as exc:  # a bug here makes the CRL unusable, never a crash
+            return SourceFailure("signer", f"crl {where}: CRL signer check failed ({type(exc).__name__})")
+
+    def _signer_failure(
+        self, link: Link, need: Need, fingerprint: str, where: str, deadline: float, extra: Sequence[Cert]
+    ) -> SourceFailure | None:
+        pool = _in_reach(link, extra)
+        signer = next((c for c in pool if c.fingerprint == fingerprint), None)
+        if signer is None:
+            return SourceFailure("signer", f"crl {where}: CRL signer certificate is no longer in reach")
+        trusted = link.truststore.anchors if link.truststore is not None else ()
+        anchors = {c.fingerprint for c in (*trusted, *((link.anchor,) if link.anchor else ()))}
+        if signer.fingerprint in anchors:
+            return None
+        issuer = next((c for c in pool if c.fingerprint != signer.fingerprint and _issued(signer, c)), None)
+        if issuer is None:
+            return SourceFailure("signer", f"crl {where}: CRL signer certificate's issuer is not in reach")
+        signer_link = Link(signer, issuer, link.anchor, link.truststore)
+        if self._covers_itself(self.needs(signer_link, deadline), need, where):
+            in_truststore = link.truststore is not None and any(
+                c.fingerprint == signer.fingerprint for c in link.truststore.intermediates
+            )
+            if signer.is_ca and in_truststore:
+                return None
+            return SourceFailure(
+                "signer", f"crl {where}: CRL signer certificate's revocation rests on this very CRL"
+            )
+        if self.check_signer is None:
+            detail = "CRL signer certificate's revocation cannot be checked"
+            return SourceFailure("signer", f"crl {where}: {detail}")
+        verdict = self.check_signer(signer_link, deadline)
+        if verdict.status is Status.GOOD:
+            return None
+        detail = f" ({verdict.detail})" if verdict.detail else ""
+        if verdict.status is Status.REVOKED:
+            return SourceFailure("invalid", f"crl {where}: CRL signer certificate is revoked{detail}")
+        unavailable = f"CRL signer certificate's revocation is unavailable{detail}"
+        return SourceFailure("signer", f"crl {where}: {unavailable}")
+
+    @staticmethod
+    def _covers_itself(planned: Sequence[Need], need: Need, where: str) -> bool:
+        """Whether the signer's own CRL would be the CRL being verified: the same need, or a point at
+        the same URL (or the same S3 object)."""
+        for other in (n for p in planned for n in (p, *p.with_data)):
+            if other.key == need.key:
+                return True
+            urls = other.arg.point.urls if isinstance(other.arg, PointArg) else ()
+            for url in urls:
+                in_s3 = object_of_url(url)
+                if url == where or (in_s3 is not None and f"s3://{in_s3[0]}/{in_s3[1]}" == where):
+                    return True
+        return False
 
     def learn(self, key: Hashable, index: crl.CrlIndex) -> None:
         """Remember where a verified base CRL says its deltas are (§5.2.6), for the next plan."""
@@ -258,6 +341,26 @@ def verify(
         return find_signers(link, name, now, policy.clock_skew_seconds, extra)
 
     return crl.parse_and_verify(data, link.issuer, signers=signers, crl_issuer=point.crl_issuer, delta=delta)
+
+
+def _in_reach(link: Link, extra: Sequence[Cert]) -> list[Cert]:
+    """The certificates a CRL's signer and that signer's issuer are looked for among."""
+    pool = [link.issuer, *((link.anchor,) if link.anchor is not None else ())]
+    if link.truststore is not None:
+        pool.extend(link.truststore.anchors)
+        pool.extend(link.truststore.intermediates)
+    pool.extend(extra)
+    return list({c.fingerprint: c for c in pool}.values())
+
+
+def _issued(cert: Cert, issuer: Cert) -> bool:
+    """Whether `issuer`'s name and key issued `cert` (its path was validated already: this only
+    picks which certificate of the path the signer's revocation is checked under)."""
+    try:
+        cert.crypto.verify_directly_issued_by(issuer.crypto)
+    except Exception:
+        return False
+    return True
 
 
 def answer_with(

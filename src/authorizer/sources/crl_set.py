@@ -11,7 +11,9 @@ base or certificate that declares a delta (FreshestCRL) answers only with one, t
 or fetched from the FreshestCRL's URL. A distribution point of any name form (directoryName,
 nameRelativeToCRLIssuer, ldap://) is served by a CRL whose IDP names it (§6.3.3 (b)); an indirect
 CRL by the cRLIssuer it names (§5.2.5); CRLs partitioned by reason answer together (§6.3.3 (d)).
-Certificates in an S3 set (DER or PEM objects) are candidate CRL signers (§6.3.3 (f)).
+Certificates in an S3 set (DER or PEM objects) are candidate CRL signers (§6.3.3 (f)); a CRL such a
+signer (or any certificate other than the issuer) signed is used only when that signer's own
+revocation checks out, as for a fetched CRL (CrlDistributionPointSource.signer_failure).
 """
 
 from __future__ import annotations
@@ -369,7 +371,9 @@ class CrlSetSource:
             raise SourceFailure("crl", f"{arg.where} is no longer in the crl set")
         now = self._now()
         refresh_at = min(self._set.next_read(), now + timedelta(seconds=self._policy.max_age_seconds))
+        certs = snapshot.certs if snapshot else ()
         if held is not None and held.validators.get("etag") == current.etag and current.etag:
+            self._check_signer(need, held.data, arg.where, deadline, certs)
             return held.renewed(now, min(refresh_at, held.next_update or refresh_at))
         try:
             if current.index:
@@ -382,10 +386,11 @@ class CrlSetSource:
                     arg.role == "delta",
                     self._policy,
                     now,
-                    snapshot.certs if snapshot else (),
+                    certs,
                 )
         except crl.CRLError as exc:  # forged, foreign or broken: ignored for this certificate, logged
             raise SourceFailure("invalid", f"crl {arg.where}: {exc}") from exc
+        self._check_signer(need, index, arg.where, deadline, certs)
         return crl_held(
             index,
             need.link.issuer.fingerprint,
@@ -393,6 +398,20 @@ class CrlSetSource:
             min(refresh_at, index.next_update or refresh_at),
             {"etag": current.etag, "url": arg.where},
         )
+
+    def _check_signer(
+        self, need: Need, index: crl.CrlIndex, where: str, deadline: float, certs: Sequence[Cert]
+    ) -> None:
+        """Raise when the CRL's signer, other than the issuer, must not be trusted (§6.3.3 (f)): checked
+        by the distribution point source; without one, such a CRL is not used (fail closed)."""
+        if not index.signer or index.signer == need.link.issuer.fingerprint:
+            return
+        if self._deltas is None:
+            detail = "CRL signer certificate's revocation cannot be checked"
+            raise SourceFailure("signer", f"crl {where}: {detail}")
+        failure = self._deltas.signer_failure(need, index, where, deadline, certs)
+        if failure is not None:
+            raise failure
 
     def answer(self, need: Need, held: Held, now: datetime) -> Answer:
         arg: _Arg = need.arg
