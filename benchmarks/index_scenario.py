@@ -40,8 +40,10 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from chart import INDEX_SCENARIO
 from crlgen import signed_crl
 from pki import PKI, Credential, key_usage, name, pem_bundle, utcnow
 
@@ -110,10 +112,11 @@ class Material:
         entry = self.meta[role]
         cert = x509.load_pem_x509_certificate(entry["cert"].encode())
         key = serialization.load_pem_private_key(entry["key"].encode(), None)
-        return Credential(cert, key, self.directory / f"{role}.pem", self.directory / f"{role}.key")  # type: ignore[arg-type]
+        assert isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey)
+        return Credential(cert, key, self.directory / f"{role}.pem", self.directory / f"{role}.key")
 
     def crl_path(self, entry: Json) -> Path:
-        return self.directory / entry["file"]
+        return self.directory / str(entry["file"])
 
 
 def _params(plan: IndexPlan) -> Json:
@@ -140,8 +143,10 @@ def material(plan: IndexPlan, progress: Callable[[str], None]) -> Material:
         if meta.get("params") == params and left > MIN_LEFT and all((directory / f).exists() for f in files):
             progress(f"index: cached PKI and CRLs in {directory} (nextUpdate in {left.days} days)")
             return Material(directory, meta)
-    progress(f"index: generating the PKI and {plan.complete_entries + plan.partitions * plan.partition_entries:,} "
-             f"CRL entries into {directory} (once)")
+    progress(
+        f"index: generating the PKI and {plan.complete_entries + plan.partitions * plan.partition_entries:,} "
+        f"CRL entries into {directory} (once)"
+    )
     started = time.perf_counter()
     shutil.rmtree(directory, ignore_errors=True)
     scratch = directory.with_name(directory.name + ".tmp")
@@ -183,14 +188,21 @@ def _generate(plan: IndexPlan, out: Path, params: Json, progress: Callable[[str]
 
     def write(file: str, ca: Credential, entries: list[int], idp: Sequence[str] = ()) -> int:
         der = signed_crl(
-            ca.cert, ca.key, entries, this_update, next_update, number, idp_urls=idp, authority_key_identifier=True
+            ca.cert,
+            ca.key,
+            entries,
+            this_update,
+            next_update,
+            number,
+            idp_urls=idp,
+            authority_key_identifier=True,
         )
         (out / file).write_bytes(der)
         return len(der)
 
     started = time.perf_counter()
     entries = serials(plan.complete_entries)
-    complete = {
+    complete: Json = {
         "key": f"crl/{complete_id}.crl",
         "file": "complete.crl",
         "entries": len(entries),
@@ -199,14 +211,16 @@ def _generate(plan: IndexPlan, out: Path, params: Json, progress: Callable[[str]
     }
     progress(f"  complete CRL: {complete['bytes'] / 1e6:.1f} MB in {time.perf_counter() - started:.1f} s")
     started = time.perf_counter()
-    partitions = []
+    partitions: list[Json] = []
     for i in range(plan.partitions):
         key = f"crl/{partitioned_id}/{ca_id()}.crl"
         url = s3_url(PARTITIONED_BUCKET, key)
         entries = serials(plan.partition_entries)
         file = f"partition-{i:04d}.crl"
         size = write(file, partitioned_ca, entries, [url])
-        partitions.append({"key": key, "url": url, "file": file, "revoked": entries[len(entries) // 2], "bytes": size})
+        partitions.append(
+            {"key": key, "url": url, "file": file, "revoked": entries[len(entries) // 2], "bytes": size}
+        )
     total = sum(p["bytes"] for p in partitions)
     progress(f"  {plan.partitions} partitions: {total / 1e6:.0f} MB in {time.perf_counter() - started:.1f} s")
     return {
@@ -263,7 +277,7 @@ def _leaf(pki: PKI, ca: Credential, label: str, serial: int | None = None, cdp: 
         serial=serial,
         extra_extensions=[x509.SubjectAlternativeName([x509.DNSName(f"{slug}.clients.example.test")])],
     )
-    return credential.pem
+    return str(credential.pem)
 
 
 def build(plan: IndexPlan, moto: Any, workdir: Path, progress: Callable[[str], None]) -> IndexFixture:
@@ -280,15 +294,23 @@ def build(plan: IndexPlan, moto: Any, workdir: Path, progress: Callable[[str], N
         client.create_bucket(Bucket=bucket)
     now = utcnow()
     root_crl = signed_crl(
-        root.cert, root.key, [random.getrandbits(159) | 1 for _ in range(10)], now - dt.timedelta(minutes=5),
-        now + dt.timedelta(days=1), authority_key_identifier=True,
+        root.cert,
+        root.key,
+        [random.getrandbits(159) | 1 for _ in range(10)],
+        now - dt.timedelta(minutes=5),
+        now + dt.timedelta(days=1),
+        authority_key_identifier=True,
     )
     client.put_object(Bucket=ROOT_BUCKET, Key=meta["root"]["crl_key"], Body=root_crl)
     client.put_object(
-        Bucket=COMPLETE_BUCKET, Key=meta["complete"]["key"], Body=cached.crl_path(meta["complete"]).read_bytes()
+        Bucket=COMPLETE_BUCKET,
+        Key=meta["complete"]["key"],
+        Body=cached.crl_path(meta["complete"]).read_bytes(),
     )
     for partition in meta["partitions"]:
-        client.put_object(Bucket=PARTITIONED_BUCKET, Key=partition["key"], Body=cached.crl_path(partition).read_bytes())
+        client.put_object(
+            Bucket=PARTITIONED_BUCKET, Key=partition["key"], Body=cached.crl_path(partition).read_bytes()
+        )
     truststore_pem = pem_bundle([root, complete_ca, partitioned_ca]).decode()
     version = str(
         client.put_object(Bucket=moto.bucket, Key=TRUSTSTORE_KEY, Body=truststore_pem.encode())["VersionId"]
@@ -304,13 +326,18 @@ def build(plan: IndexPlan, moto: Any, workdir: Path, progress: Callable[[str], N
     index_uri = f"s3://{INDEX_BUCKET}/{INDEX_PREFIX}"
     complete_set = f"s3://{COMPLETE_BUCKET}/crl/"
     partitioned_set = f"s3://{PARTITIONED_BUCKET}/crl/"
-    indexer_env = {**env, "REVOCATION_INDEX_S3_URI": index_uri, "REVOCATION_CRL_S3_URI": f"{complete_set},{partitioned_set}"}
+    indexer_env = {
+        **env,
+        "REVOCATION_INDEX_S3_URI": index_uri,
+        "REVOCATION_CRL_S3_URI": f"{complete_set},{partitioned_set}",
+    }
 
     n = plan.new
     complete = Case(
         "complete",
         f"CRL {count_label(plan.complete_entries)} ({plan.complete_entries:,} entries, "
-        f"{meta['complete']['bytes'] / 1e6:.1f} MB): Private CA complete CRL, certificates without a CDP, CRL set",
+        f"{meta['complete']['bytes'] / 1e6:.1f} MB): Private CA complete CRL, certificates without a CDP, "
+        "CRL set",
         _leaf(pki, complete_ca, "complete good"),
         _leaf(pki, complete_ca, "complete revoked", serial=meta["complete"]["revoked"]),
         [_leaf(pki, complete_ca, f"complete new {i}") for i in range(n)],
@@ -339,14 +366,20 @@ def build(plan: IndexPlan, moto: Any, workdir: Path, progress: Callable[[str], N
     cdp = Case(
         "partitioned-cdp",
         f"{shape}: each certificate's partition read from its CDP through S3 (CRL_S3_BUCKETS, no listing)",
-        good, revoked, fresh, other,
+        good,
+        revoked,
+        fresh,
+        other,
         {"CRL_S3_BUCKETS": f"{ROOT_BUCKET},{PARTITIONED_BUCKET}"},
     )
     good, revoked, fresh, other = part_leaves("partition set")
     listed = Case(
         "partitioned-set",
         f"{shape}: the CRL set lists the prefix (REVOCATION_CRL_S3_URI={partitioned_set})",
-        good, revoked, fresh, other,
+        good,
+        revoked,
+        fresh,
+        other,
         {"REVOCATION_CRL_S3_URI": partitioned_set},
     )
     return IndexFixture(plan, cached, truststore_pem, env, [complete, cdp, listed], upload_s, indexer_env)
@@ -365,7 +398,10 @@ def run(
     plan = fixture.plan
     progress("index: one indexer run over every source (its own process)")
     indexer = run_child(
-        {"kind": "indexer", "truststore_pem": fixture.truststore_pem}, "index-indexer", 3600, fixture.indexer_env
+        {"kind": "indexer", "truststore_pem": fixture.truststore_pem},
+        "index-indexer",
+        3600,
+        fixture.indexer_env,
     )
     statuses: dict[str, int] = {}
     for source in indexer["sources"]:
@@ -392,7 +428,8 @@ def run(
                 io = result["first_io"]
                 progress(
                     f"index {case.key}/{mode} #{number + 1}: first {result['first_ms']:.0f} ms "
-                    f"({result['first_verdict']}), read {(io['index_bytes'] + io['crl_bytes']) / 1e6:.1f} MB, "
+                    f"({result['first_verdict']}), "
+                    f"read {(io['index_bytes'] + io['crl_bytes']) / 1e6:.1f} MB, "
                     f"peak RSS {result['first_hwm_mb']:.0f} MB"
                 )
     return {"indexer": indexer, "results": results}
@@ -443,6 +480,9 @@ class Summary:
     def first(self) -> list[float]:
         return [r["first_ms"] for r in self.runs]
 
+    def cold(self) -> list[float]:
+        return [r["cold_ms"] for r in self.runs if "cold_ms" in r]
+
     def io(self, field_name: str) -> float:
         return _p50([r["first_io"][field_name] for r in self.runs])
 
@@ -450,16 +490,16 @@ class Summary:
         return _p50([r["first_io"]["index_bytes"] + r["first_io"]["crl_bytes"] for r in self.runs])
 
     def hwm(self) -> float:
-        return max(r["first_hwm_mb"] for r in self.runs)
+        return max(float(r["first_hwm_mb"]) for r in self.runs)
 
     def peak(self) -> float:
-        return max(r["peak_rss_mb"] for r in self.runs)
+        return max(float(r["peak_rss_mb"]) for r in self.runs)
 
     def pooled(self, part: str, key: str = "ms") -> list[float]:
         return [v for r in self.runs for v in r[part][key]]
 
     def verdicts(self) -> str:
-        first = _joined([r["first_verdict"] for r in self.runs])
+        first = _joined([r["first_verdict"] for r in self.runs] + [r["cold_verdict"] for r in self.runs])
         revoked = _joined([r["revoked_verdict"] for r in self.runs])
         warm = _joined([v for r in self.runs for part in ("seen", "new") for v in r[part]["verdicts"]])
         return f"{first}; revoked → {revoked}; warm {warm}"
@@ -473,7 +513,13 @@ def summaries(outcome: Json) -> dict[str, Summary]:
 
 
 def section(
-    fixture: IndexFixture, outcome: Json, kind: str, runtime_s: float, foreign_cores: float, cores: int | None
+    fixture: IndexFixture,
+    outcome: Json,
+    kind: str,
+    runtime_s: float,
+    foreign_cores: float,
+    cores: int | None,
+    code: str = "",
 ) -> list[str]:
     plan, meta = fixture.plan, fixture.material.meta
     done = summaries(outcome)
@@ -488,27 +534,31 @@ def section(
         HEADING,
         "",
         f"Run {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M UTC} ({kind}), {runtime_s:.0f} s with everything else "
-        f"it ran; CPU used meanwhile by other processes: {foreign_cores:.2f} of {cores} cores. All figures "
-        "below are from this one run, on this machine (see the top of the report).",
+        f"it ran; CPU used meanwhile by other processes: {foreign_cores:.2f} of {cores} cores. Code: {code}. "
+        f"All figures below are from this one run, on this machine ({_cpu()}).",
         "",
         "AWS Private CA's layout in moto S3 on loopback (`ThreadedMotoServer`): a root CA and two issuing "
         "CAs (RSA-2048), each CRL at `crl/<CA-ID>.crl` in its bucket, the issuing CAs' CDP naming the root's "
         "CRL by its S3 URL (read through S3: `CRL_S3_BUCKETS`). The CRLs (crlgen, genuinely signed, AKI, "
         f"random serials up to 159 bits; {generated}) are uploaded to moto in "
         f"{fixture.upload_s:.1f} s; one indexer run indexes them all. Each row below is "
-        f"{plan.runs} fresh process(es) per mode, each a new container: its very first `lambda_handler` call, "
+        f"{plan.runs} fresh process(es) per mode, each a new container: its very first `lambda_handler` "
+        "call, "
         "nothing warmed up (settings, boto3 clients, truststore from S3, the CRL set's listing when "
         "configured, then the index objects or the CRLs; import time excluded, see the families' table), "
         "then warm requests in the same process. Modes alternate (index, CRL, index, ...). *Read from S3*: "
-        "the bodies `S3Reader.get` returned during that first request (index objects and CRLs; the truststore "
-        "comes on top). *Peak RSS*: `VmHWM` right after the first decision, and at the end of the process "
-        "in brackets. *Revocation check*: `RevocationChecker.check` alone, timed per call; the rest of a "
-        "new certificate's time is mostly pyhanko-certvalidator's path validation, the same in both modes.",
+        "the bodies `S3Reader.get` returned during that first request (index objects and CRLs; the "
+        "truststore comes on top). *Peak RSS*: `VmHWM` right after the first decision, and at the end of "
+        "the process in brackets. *Cold caches*: the same process once more after `app.reset()` (the "
+        "runtime dropped, boto3 and its service models already loaded), the families' definition of a "
+        "first request. "
+        "*Revocation check*: `RevocationChecker.check` alone, timed per call; the rest of a new "
+        "certificate's time is mostly pyhanko-certvalidator's path validation, the same in both modes.",
         "",
         "| case | mode | n | first request p50 ms | max ms | read from S3 (first request) | S3 GETs / listed "
-        "| peak RSS MB | warm, same cert p50 ms | warm, new cert p50 ms | revocation check p50 ms (new cert) "
-        "| verdicts |",
-        "| --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| peak RSS MB | cold caches p50 ms | warm, same cert p50 ms | warm, new cert p50 ms "
+        "| revocation check p50 ms (new cert) | verdicts |",
+        "| --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for case in fixture.cases:
         for mode, words in MODES:
@@ -524,8 +574,9 @@ def section(
                 else _mb(read)
             )
             out.append(
-                f"| {case.title} | {words} | {len(first)} | {_ms(_p50(first))} | {_ms(max(first))} | {detail} "
-                f"| {gets:.0f} / {s.io('listed'):.0f} | {s.hwm():.0f} ({s.peak():.0f}) "
+                f"| {case.title} | {words} | {len(first)} | {_ms(_p50(first))} | {_ms(max(first))} "
+                f"| {detail} | {gets:.0f} / {s.io('listed'):.0f} | {s.hwm():.0f} ({s.peak():.0f}) "
+                f"| {_ms(_p50(s.cold()))} "
                 f"| {_ms(_p50(s.pooled('seen')))} | {_ms(_p50(s.pooled('new')))} "
                 f"| {_ms(_p50(s.pooled('new', 'check_ms')))} | {s.verdicts()} |"
             )
@@ -537,23 +588,39 @@ def section(
     return out
 
 
+def chart_samples(outcome: Json) -> list[float]:
+    """What the chart draws: the complete CRL's first request with cold caches, through the index (the
+    families' "first request" is measured the same way)."""
+    return Summary(outcome["results"].get("complete/index", [])).cold()
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores"
+
+
 def _chart_rows(fixture: IndexFixture, done: dict[str, Summary]) -> list[str]:
-    """The 1M first request in the Results-table form chart.py reads (family, scenario, n, p50, p95)."""
+    """That figure in the Results-table form chart.py reads (family, scenario, n, p50, p95)."""
     s = done.get("complete/index")
-    if s is None:
+    if s is None or not s.cold():
         return []
     entries = fixture.plan.complete_entries
     meta = fixture.material.meta
-    first = s.first()
+    cold = s.cold()
     return [
         "",
-        "For the chart (the Results table's columns):",
+        "For the chart (the Results table's columns; cold caches, as the families' first request):",
         "",
         "| family | scenario | n | p50 ms | p95 ms |",
         "| --- | --- | ---: | ---: | ---: |",
-        f"| CRL {count_label(entries)} ({entries:,} entries, {meta['complete']['bytes'] / 1e6:.1f} MB, in S3) "
-        f"| authorizer: first request through the shared index | {len(first)} | {_ms(_p50(first))} "
-        f"| {_ms(_p95(first))} |",
+        f"| CRL {count_label(entries)} ({entries:,} entries, "
+        f"{meta['complete']['bytes'] / 1e6:.1f} MB, in S3) "
+        f"| {INDEX_SCENARIO} | {len(cold)} | {_ms(_p50(cold))} | {_ms(_p95(cold))} |",
     ]
 
 
@@ -645,7 +712,8 @@ def _indexer(fixture: IndexFixture, indexer: Json) -> list[str]:
     ]
     if whole is not None:
         out.append(
-            f"| the complete CRL ({whole['entries']:,} entries, {meta['complete']['bytes'] / 1e6:.1f} MB) | 1 "
+            f"| the complete CRL ({whole['entries']:,} entries, "
+            f"{meta['complete']['bytes'] / 1e6:.1f} MB) | 1 "
             f"| {whole['seconds']:.2f} s | {_mb(whole['index_bytes'])} |"
         )
     if parts:
@@ -653,7 +721,8 @@ def _indexer(fixture: IndexFixture, indexer: Json) -> list[str]:
         out.append(
             f"| the partitions ({sum(s['entries'] for s in parts):,} entries) | {len(parts)} "
             f"| {sum(seconds):.1f} s ({_ms(1000 * statistics.median(seconds))} ms each, p50) "
-            f"| {_mb(sum(s['index_bytes'] for s in parts))} ({_mb(statistics.median([s['index_bytes'] for s in parts]))} each) |"
+            f"| {_mb(sum(s['index_bytes'] for s in parts))} "
+            f"({_mb(statistics.median([s['index_bytes'] for s in parts]))} each) |"
         )
     out += ["", f"Indexer peak RSS: {indexer['peak_rss_mb']:.0f} MB (idle {indexer['idle_rss_mb']:.0f} MB)."]
     failed = [s for s in sources if s["status"] not in ("indexed", "unchanged")]

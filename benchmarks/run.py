@@ -497,7 +497,7 @@ def measure_import(fixture: Fixture, runs: int) -> list[float]:
 
 
 # ------------------------------------------------------------------------------------------------ report
-def machine() -> list[str]:
+def machine(code: str = "") -> list[str]:
     cpu = "unknown"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -516,11 +516,36 @@ def machine() -> list[str]:
 
     return [
         f"- CPU: {cpu}, {os.cpu_count()} cores ({platform.machine()}, Linux {platform.release()})",
+        f"- Code: {code}",
         f"- Python {platform.python_version()} ({platform.python_implementation()})",
         f"- OpenSSL: CLI `{cli}`; Python ssl `{ssl.OPENSSL_VERSION}`; "
         f"cryptography's `{backend.openssl_version_text()}`",
         f"- Date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M UTC}",
     ]
+
+
+def src_fingerprint() -> str:
+    """Every file under src/ by path, size and modification time: tells whether src/ changed mid-run."""
+    files = sorted((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in (ROOT / "src").rglob("*.py"))
+    return hashlib.sha256(repr(files).encode()).hexdigest()
+
+
+def code_version() -> str:
+    """The commit measured, and whether src/ had uncommitted changes when the run started (read-only git)."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "src"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (no git)"
+    return f"git {head}" + (", with uncommitted changes in src/" if dirty else "")
 
 
 def met(ok: bool) -> str:
@@ -539,6 +564,7 @@ class Report:
     index: Json = field(default_factory=dict)  # index_scenario.run's outcome
     runtime_s: float = 0.0
     foreign_cores: float = math.nan  # CPU used by processes outside this benchmark, in cores
+    code: str = ""  # code_version() at the start, and whether src/ changed during the run
     chart: str = ""  # the chart's file name, beside the report, when one is written
 
     def chart_series(self) -> list[Series]:
@@ -557,11 +583,12 @@ class Report:
                 point = Point(family.entries, p50(samples), p95(samples), len(samples))
                 rows.append((scenario, family.entries, point))
         if rows and self.index and self.fixture.index is not None:
-            runs = self.index["results"].get("complete/index", [])
-            samples = [r["first_ms"] for r in runs]
+            samples = index_scenario.chart_samples(self.index)
             entries = self.fixture.index.plan.complete_entries
             if samples:
-                rows.append((INDEX_SCENARIO, entries, Point(entries, p50(samples), p95(samples), len(samples))))
+                rows.append(
+                    (INDEX_SCENARIO, entries, Point(entries, p50(samples), p95(samples), len(samples)))
+                )
         return series_from_rows(rows)
 
     def chart_subtitle(self) -> str:
@@ -650,7 +677,7 @@ class Report:
 
     def markdown(self) -> str:
         out = ["# Benchmark: revocation authorizer vs. the proof of concept", ""]
-        out += machine()
+        out += machine(self.code)
         out.append(
             f"- Total benchmark runtime: {self.runtime_s:.0f} s "
             f"({'quick' if self.plan is QUICK else 'full'} run); CPU used meanwhile by processes outside "
@@ -714,7 +741,7 @@ class Report:
             "",
             f"Run {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M UTC} ({kind}), "
             f"{self.runtime_s:.0f} s with everything else it ran; CPU used meanwhile by other processes: "
-            f"{self.foreign_cores:.2f} of {os.cpu_count()} cores.",
+            f"{self.foreign_cores:.2f} of {os.cpu_count()} cores. Code: {self.code}.",
             "",
             MEMORY_METHOD,
             "",
@@ -754,7 +781,13 @@ class Report:
             return []
         kind = "quick" if self.plan is QUICK else "full"
         return index_scenario.section(
-            self.fixture.index, self.index, kind, self.runtime_s, self.foreign_cores, os.cpu_count()
+            self.fixture.index,
+            self.index,
+            kind,
+            self.runtime_s,
+            self.foreign_cores,
+            os.cpu_count(),
+            self.code,
         )
 
     def family_rows(self, family: FamilySpec) -> list[str]:
@@ -983,11 +1016,14 @@ def run_memory(report: Report, workdir: Path) -> None:
 def run(plan: Plan, parts: frozenset[str] = PARTS) -> Report:
     started = time.perf_counter()
     busy_before, own_before = busy_cpu_seconds(), own_cpu_seconds()
+    code, source = code_version(), src_fingerprint()
     with ExitStack() as stack:
         workdir = Path(tempfile.mkdtemp(prefix="authorizer-bench-"))
         stack.callback(shutil.rmtree, workdir, ignore_errors=True)
         fixture = build_fixture(plan, stack, workdir, parts)
         report = Report(plan, fixture)
+        report.code = code
+        stack.callback(lambda: setattr(report, "code", _changed(report.code, source)))
         if "memory" in parts:
             run_memory(report, workdir)
         if fixture.index is not None:
@@ -1059,6 +1095,12 @@ def run(plan: Plan, parts: frozenset[str] = PARTS) -> Report:
             }
             report.profiles.append((f"{label}: {names[scenario]}", prof))
     return finish(report, started, busy_before, own_before)
+
+
+def _changed(code: str, source: str) -> str:
+    if src_fingerprint() == source:
+        return code
+    return code + "; **src/ changed during the run: figures may come from different versions of the code**"
 
 
 def finish(report: Report, started: float, busy_before: float, own_before: float) -> Report:

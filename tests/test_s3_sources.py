@@ -404,3 +404,35 @@ def test_denylist_with_a_bad_line_is_refused_and_the_last_good_copy_kept(
     put(s3, bucket, "denylist.txt", b"this line is not an entry\n")  # the entry is gone, and a typo
     clock.advance(REFRESH + 1)
     authz.check("rest", leaf).expect(False, "revoked", leaf, "denylist")
+
+
+def test_same_crl_through_the_set_and_the_cdp_keeps_warm_decisions_cached(
+    world: World,
+    s3: MotoS3,
+    bucket: str,
+    clock: Clock,
+    s3_authorizer: Callable[..., Authorizer],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Private CA's usual setup: the CRL set and the certificate's CDP name the same object. One
+    version of one scope's data is one generation, so the warm path answers from the decision cache."""
+    from authorizer import revocation
+
+    key = "crl/ca.crl"
+    url = f"http://{bucket}.s3.us-east-1.amazonaws.com/{key}"
+    leaf = world.leaf("set-and-cdp", issuer=world.private_ica, crl_urls=[url])
+    put(s3, bucket, key, crl(world, world.private_ica, clock, [], 1))
+    authz = s3_authorizer(REVOCATION_CRL_S3_URI=f"s3://{bucket}/crl/")
+    gathered: list[int] = []
+    real = revocation.RevocationChecker._gather
+
+    def gather(self: revocation.RevocationChecker, *args: Any, **kwargs: Any) -> Any:
+        gathered.append(1)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(revocation.RevocationChecker, "_gather", gather)
+    authz.check("rest", leaf).expect(True, "good", leaf, "crl")
+    first = len(gathered)
+    for _ in range(3):
+        authz.check("rest", leaf).expect(True, "good", leaf, "crl")
+    assert len(gathered) == first  # every later decision came from the cache

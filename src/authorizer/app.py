@@ -95,22 +95,32 @@ class Decision:
 
 _runtime: Runtime | None = None
 _building = threading.Lock()
+_s3: Any = None
+_s3_lock = threading.Lock()
 
 
 def _s3_client() -> Any:
-    import boto3  # imported on first use: keeps the cold start's import cost down
-    from botocore.config import Config
+    """The process's S3 client, made once: each new session reloads the service model (~120 ms,
+    ~10 MB), and clients are thread-safe while making them from one session concurrently is not."""
+    global _s3
+    with _s3_lock:
+        if _s3 is None:
+            import boto3  # imported on first use: keeps the cold start's import cost down
+            from botocore.config import Config
 
-    config = Config(connect_timeout=2, read_timeout=3, retries={"max_attempts": 2, "mode": "standard"})
-    # A session of its own: boto3's default session is not safe to make clients from concurrently
-    # (the truststore loader and the revocation sources each make theirs in a worker thread).
-    return boto3.session.Session().client("s3", config=config)
+            config = Config(
+                connect_timeout=2, read_timeout=3, retries={"max_attempts": 2, "mode": "standard"}
+            )
+            _s3 = boto3.session.Session().client("s3", config=config)
+        return _s3
 
 
 def reset(clock: Callable[[], datetime] | None = None) -> None:
     """Forget everything held across invocations and re-read the settings on next use."""
-    global _runtime
+    global _runtime, _s3
     _runtime = None
+    with _s3_lock:
+        _s3 = None  # the environment (endpoint, credentials) may have changed
     if clock is not None:
         _runtime = _build_runtime(clock)
 

@@ -34,6 +34,7 @@ from .crl import CrlIndex
 MAGIC = b"MTLSIDX1"
 FORMAT_VERSION = 1
 MAX_HEADER_BYTES = 64 * 1024
+HEADER_SPAN = 12 + MAX_HEADER_BYTES  # bytes that always hold the magic, the length and the header
 
 
 class CorruptIndex(ValueError):

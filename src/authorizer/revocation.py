@@ -182,7 +182,7 @@ class RevocationChecker:
                 else _unreadable("REVOCATION_CRL_S3_URI cannot be read")
             )
             crl_set = CrlSet(lister, config.s3_refresh_seconds, now, log)
-            sources.append(CrlSetSource(crl_set, policy, now, deltas=self._crl_source))
+            sources.append(CrlSetSource(crl_set, policy, now, deltas=self._crl_source, index=index))
         if config.crl_files:
             file_set = CrlSet(file_lister(config.crl_files, now), 1e9, now, log)
             sources.append(CrlSetSource(file_set, policy, now, deltas=self._crl_source))
@@ -410,7 +410,14 @@ class RevocationChecker:
                     + (f", number {newest.number}" if newest.number is not None else "")
                     + ")",
                 )
-            generation = fresh.generation or next(self._generations)  # renewed() keeps it
+            # Renewed data (a 304) keeps its generation, and so does the same version of a scope's
+            # data reached through another need (the CRL set and a CDP into the same bucket): the
+            # decisions resting on it stand.
+            same = mark is not None and (fresh.number, fresh.this_update) == (
+                mark.held.number,
+                mark.held.this_update,
+            )
+            generation = mark.generation if same and mark else (fresh.generation or next(self._generations))
             fresh = dataclasses.replace(fresh, generation=generation)
             marker = dataclasses.replace(fresh, data=None, validators={})
             self._newest[fresh.scope] = _Mark(key, marker, generation)

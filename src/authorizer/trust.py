@@ -64,6 +64,7 @@ def _pyhanko_trust(truststore: Truststore) -> tuple[SimpleTrustManager, Certific
 
 
 _loops = threading.local()
+_validating = threading.Lock()
 
 
 def _run(coroutine: Coroutine[Any, Any, ValidationPath]) -> ValidationPath:
@@ -90,7 +91,10 @@ def validate_path(leaf: Cert, truststore: Truststore, moment: datetime, skew_sec
     validator = CertificateValidator(leaf.asn1, validation_context=context)
     try:
         # No key usage is demanded beyond what RFC 5280 path validation itself requires.
-        path = _run(validator.async_validate_usage(key_usage=set()))  # type: ignore[no-untyped-call]
+        # One validation at a time: the trust manager and registry are shared per truststore, and
+        # pyhanko's caches are not documented as thread-safe (Lambda calls one at a time anyway).
+        with _validating:
+            path = _run(validator.async_validate_usage(key_usage=set()))  # type: ignore[no-untyped-call]
     except Exception as exc:
         raise Untrusted(type(exc).__name__ + (f": {exc}" if str(exc) else "")) from exc
     # Back to our certificates by object identity: pyhanko returns the very asn1crypto objects it was

@@ -29,7 +29,7 @@ from asn1crypto import pem
 from cryptography import x509
 from cryptography.x509.oid import ExtensionOID
 
-from .. import crl, crl_index
+from .. import crl
 from ..certs import Cert, InvalidCertificate, cert_from_der
 from ..model import Answer, Source
 from ..s3 import S3Error, S3Location, S3Reader
@@ -52,7 +52,7 @@ class Candidate:
     idp_urls: frozenset[str] | None
     delta: bool
     header: crl.CrlHeader | None = None  # unverified: for matching only
-    index: bytes = b""  # the shared index of this very object (then `der` is only its skeleton)
+    indexed: bool = False  # the shared index holds this very version (then `der` is only its skeleton)
 
 
 def candidate(where: str, etag: str, data: bytes) -> Candidate | None:
@@ -186,9 +186,9 @@ def s3_lister(
                 if old is not None and old.etag == item.etag:
                     found.append(old)
                     continue
-                indexed = index.indexed_object(where, item.etag) if index is not None else None
-                if indexed is not None and (parsed := candidate(where, item.etag, indexed[0])) is not None:
-                    found.append(dataclasses.replace(parsed, index=indexed[1]))
+                skeleton = index.indexed_header(where, item.etag) if index is not None else None
+                if skeleton is not None and (parsed := candidate(where, item.etag, skeleton)) is not None:
+                    found.append(dataclasses.replace(parsed, indexed=True))
                     continue
                 if item.size > reader.max_bytes:
                     skipped.append(f"{where}: larger than {reader.max_bytes} bytes")
@@ -262,7 +262,9 @@ class CrlSetSource:
         policy: RevocationPolicy,
         now: Callable[[], datetime],
         deltas: CrlDistributionPointSource | None = None,
+        index: IndexStore | None = None,
     ) -> None:
+        self._index = index
         self._set = crls
         self._policy = policy
         self._now = now
@@ -376,18 +378,19 @@ class CrlSetSource:
             self._check_signer(need, held.data, arg.where, deadline, certs)
             return held.renewed(now, min(refresh_at, held.next_update or refresh_at))
         try:
-            if current.index:
-                index = _from_index(current, need.link)
-            else:
-                index = verify(
-                    current.der,
-                    need.link,
-                    arg.point,
-                    arg.role == "delta",
-                    self._policy,
-                    now,
-                    certs,
-                )
+            index = (
+                self._index.load(arg.where, current.etag, need.link.issuer)
+                if self._index is not None and current.indexed
+                else None
+            )
+            if index is None:
+                der = current.der
+                if current.indexed:  # listed through its index, which cannot be used: read the CRL
+                    location = S3Location.parse(arg.where)
+                    der = self._index.read(location.bucket, location.key) if self._index else b""
+                index = verify(der, need.link, arg.point, arg.role == "delta", self._policy, now, certs)
+        except S3Error as exc:
+            raise SourceFailure("s3", f"crl {arg.where}: {exc}") from exc
         except crl.CRLError as exc:  # forged, foreign or broken: ignored for this certificate, logged
             raise SourceFailure("invalid", f"crl {arg.where}: {exc}") from exc
         self._check_signer(need, index, arg.where, deadline, certs)
@@ -419,18 +422,6 @@ class CrlSetSource:
 
     def answer_with(self, need: Need, held: Held, extra: Sequence[Held | None], now: datetime) -> Answer:
         return answer_with(need, held, extra, now, self._policy)
-
-
-def _from_index(current: Candidate, link: Link) -> crl.CrlIndex:
-    """The CRL as the indexer verified it, for this link's issuer only (RFC 5280 §6.3.3 (f): the
-    index names the CA whose key verified the CRL)."""
-    try:
-        header, index = crl_index.decode(current.index, link.issuer.crypto.subject)
-    except crl_index.CorruptIndex as exc:
-        raise crl.CRLError(f"index: {exc}") from exc
-    if header.issuer_fingerprint != link.issuer.fingerprint:
-        raise crl.CRLError("index: verified for another certificate of this CA's name")
-    return index
 
 
 __all__ = ["Candidate", "CrlSet", "CrlSetSource", "Snapshot", "candidate", "certificate"]

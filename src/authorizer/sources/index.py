@@ -96,24 +96,44 @@ class IndexStore:
             return None  # never older than data this container already holds
         return fresh
 
-    def indexed_object(
-        self, source: str, etag: str, issuer_name_der: bytes | None = None
-    ) -> tuple[bytes, bytes] | None:
-        """(skeleton CRL, index object) when the index of the S3 object `source` was built from the
-        object as it is now (`etag`) and its tables are intact; None otherwise (read the CRL)."""
+    def indexed_header(self, source: str, etag: str) -> bytes | None:
+        """The skeleton CRL of the index of the S3 object `source`, when the index was built from the
+        object as it is now (`etag`): a CRL set lists with it instead of downloading the CRL. Reads
+        only the header (a byte range), so listing many partitions stays cheap."""
+        if not etag:
+            return None
+        try:
+            head = self._reader.client().get_object(
+                Bucket=self._location.bucket,
+                Key=self.key(source),
+                Range=f"bytes=0-{crl_index.HEADER_SPAN - 1}",
+            )
+            header, _ = crl_index.read_header(head["Body"].read(crl_index.HEADER_SPAN))
+        except (crl_index.CorruptIndex, Exception):  # missing, unreadable, not an index: read the CRL
+            return None
+        if header.source != source or header.source_etag != etag or not header.skeleton:
+            return None
+        return header.skeleton
+
+    def load(self, source: str, etag: str, issuer: Cert) -> CrlIndex | None:
+        """The whole index of the S3 object `source` (version `etag`) for `issuer`, or None."""
         try:
             obj = self._reader.get(self._location.bucket, self.key(source))
-            header, _ = crl_index.read_header(obj.body)
-        except (S3Error, crl_index.CorruptIndex):
+            header, index = crl_index.decode(obj.body, issuer.crypto.subject)
+        except (S3Error, crl_index.CorruptIndex) as exc:
+            self._log(f"index for {source} not used: {exc}")
             return None
-        if header.source != source or header.source_etag != etag or not header.skeleton or not etag:
+        if (
+            header.source != source
+            or header.source_etag != etag
+            or header.issuer_fingerprint != issuer.fingerprint
+        ):
             return None
-        try:
-            _, _ = crl_index.tables(obj.body, header)
-        except crl_index.CorruptIndex as exc:
-            self._log(f"index for {source} refused: {exc}")
-            return None
-        return header.skeleton, obj.body
+        return index
+
+    def read(self, bucket: str, key: str) -> bytes:
+        """An object of a CRL set, read with the role (the fallback when its index cannot be used)."""
+        return self._reader.get(bucket, key).body
 
     def _refresh_at(self, next_update: datetime | None, now: datetime) -> datetime:
         refresh = now + self._refresh
