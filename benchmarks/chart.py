@@ -93,6 +93,19 @@ def _number(text: str) -> float:
 # ---- drawing ----------------------------------------------------------------------------------------------
 
 
+def fmt_ms(value: float) -> str:
+    """Milliseconds as the reports print them: three significant figures or so, "-" for no value."""
+    if math.isnan(value):
+        return "-"
+    if value >= 100:
+        return f"{value:,.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    if value >= 1:
+        return f"{value:.2f}"
+    return f"{value:.3f}"
+
+
 def _decades(low: float, high: float) -> tuple[int, int]:
     return math.floor(math.log10(low)), math.ceil(math.log10(high))
 

@@ -44,6 +44,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from chart import INDEX_SCENARIO
+from chart import fmt_ms as _ms
 from crlgen import signed_crl
 from pki import PKI, Credential, key_usage, name, pem_bundle, utcnow
 
@@ -445,18 +446,6 @@ def _p95(values: Sequence[float]) -> float:
         return math.nan
     ordered = sorted(values)
     return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
-
-
-def _ms(value: float) -> str:
-    if math.isnan(value):
-        return "-"
-    if value >= 100:
-        return f"{value:,.0f}"
-    if value >= 10:
-        return f"{value:.1f}"
-    if value >= 1:
-        return f"{value:.2f}"
-    return f"{value:.3f}"
 
 
 def _mb(n: float) -> str:

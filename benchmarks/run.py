@@ -53,7 +53,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 import index_scenario
-from chart import CHART_NAME, INDEX_SCENARIO, TITLE, Point, Series, series_from_rows, write_chart
+from chart import CHART_NAME, INDEX_SCENARIO, TITLE, Point, Series, fmt_ms, series_from_rows, write_chart
 from crlgen import signed_crl
 from index_scenario import FULL_INDEX, QUICK_INDEX, IndexFixture, IndexPlan
 from pki import PKI, Credential, key_usage, name, pem_bundle, utcnow
@@ -185,18 +185,6 @@ def quietest(values: Sequence[float], blocks: int = 4) -> float:
     if size < 5:
         return p50(values)
     return min(p50(values[i * size : (i + 1) * size]) for i in range(blocks))
-
-
-def fmt_ms(value: float) -> str:
-    if math.isnan(value):
-        return "-"
-    if value >= 100:
-        return f"{value:,.0f}"
-    if value >= 10:
-        return f"{value:.1f}"
-    if value >= 1:
-        return f"{value:.2f}"
-    return f"{value:.3f}"
 
 
 def fmt_requests(delta: Json) -> str:
