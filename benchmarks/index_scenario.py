@@ -4,11 +4,12 @@ CA's CRLs, through the index (REVOCATION_INDEX_S3_URI) and fetching the CRLs the
     PYTHONPATH=src .venv/bin/python benchmarks/run.py --only index [--quick]
 
 S3 is moto on loopback (the parent's MotoS3). The PKI is laid out as AWS Private CA lays it out: a root
-CA and two issuing CAs (RSA-2048), each CA's CRL in an S3 bucket at `crl/<CA-ID>.crl`, the issuing CAs'
+CA and issuing CAs (RSA-2048), each CA's CRL in an S3 bucket at `crl/<CA-ID>.crl`, the issuing CAs'
 CDP naming the root's CRL by its S3 URL:
 
 - *complete*: one CA's complete CRL (1,000,000 entries in the full run), certificates without a CDP,
-  found through the CRL set (REVOCATION_CRL_S3_URI);
+  found through the CRL set (REVOCATION_CRL_S3_URI); likewise a smaller complete CRL (100,000 entries),
+  another CA's, in a bucket of its own (*complete-100k*);
 - *partitioned*: another CA's 10,000,000 entries over partitions of at most 1 MB as Private CA writes
   them (400 x 25,000), each at `crl/<CA-ID>/<GUID>.crl` with a critical IssuingDistributionPoint naming
   its own `http://<bucket>.s3.<region>.amazonaws.com/...` URL, certificates whose CDP names their
@@ -75,7 +76,8 @@ MEMORY_SIZES_MB = (128, 256, 512, 1024, 1769)  # Lambda settings the report pick
 
 @dataclass(frozen=True)
 class IndexPlan:
-    complete_entries: int  # the complete CRL
+    complete_entries: int  # the complete CRL (the chart's point and the targets)
+    smaller_complete: tuple[int, ...]  # more complete CRLs, one CA and bucket each
     partitions: int  # the partitioned CA: partition CRLs ...
     partition_entries: int  # ... of this many entries each
     runs: int  # fresh child processes ("new containers") per case and mode
@@ -84,8 +86,8 @@ class IndexPlan:
     other_partitions: int  # warm container, certificates of partitions it has not read yet
 
 
-FULL_INDEX = IndexPlan(1_000_000, 400, 25_000, runs=3, seen=2000, new=200, other_partitions=10)
-QUICK_INDEX = IndexPlan(100_000, 8, 12_500, runs=1, seen=300, new=50, other_partitions=3)
+FULL_INDEX = IndexPlan(1_000_000, (100_000,), 400, 25_000, runs=3, seen=2000, new=200, other_partitions=10)
+QUICK_INDEX = IndexPlan(100_000, (10_000,), 8, 12_500, runs=1, seen=300, new=50, other_partitions=3)
 
 
 def s3_url(bucket: str, key: str) -> str:
@@ -100,6 +102,11 @@ def count_label(n: int) -> str:
     return f"{n:,}"
 
 
+def smaller_bucket(entries: int) -> str:
+    """The bucket of a smaller complete CRL (each its own, so no CRL set lists another's CRL)."""
+    return f"{COMPLETE_BUCKET}-{count_label(entries).lower()}"
+
+
 # --------------------------------------------------------------------------------------- cached material
 @dataclass
 class Material:
@@ -109,8 +116,8 @@ class Material:
     meta: Json
     generated_s: float = 0.0  # 0 when read from the cache
 
-    def credential(self, role: str) -> Credential:
-        entry = self.meta[role]
+    def credential(self, role: str | Json) -> Credential:
+        entry = self.meta[role] if isinstance(role, str) else role
         cert = x509.load_pem_x509_certificate(entry["cert"].encode())
         key = serialization.load_pem_private_key(entry["key"].encode(), None)
         assert isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey)
@@ -125,6 +132,7 @@ def _params(plan: IndexPlan) -> Json:
         "generator": GENERATOR,
         "seed": SEED,
         "complete": plan.complete_entries,
+        "smaller_complete": list(plan.smaller_complete),
         "partitions": plan.partitions,
         "partition_entries": plan.partition_entries,
         "buckets": [ROOT_BUCKET, COMPLETE_BUCKET, PARTITIONED_BUCKET, REGION],
@@ -140,12 +148,14 @@ def material(plan: IndexPlan, progress: Callable[[str], None]) -> Material:
     if meta_path.exists():
         meta = json.loads(meta_path.read_text())
         left = dt.datetime.fromisoformat(meta["next_update"]) - utcnow()
-        files = [meta["complete"]["file"], *(p["file"] for p in meta["partitions"])]
+        files = [meta["complete"]["file"], *(c["file"] for c in meta["smaller_complete"])]
+        files += [p["file"] for p in meta["partitions"]]
         if meta.get("params") == params and left > MIN_LEFT and all((directory / f).exists() for f in files):
             progress(f"index: cached PKI and CRLs in {directory} (nextUpdate in {left.days} days)")
             return Material(directory, meta)
     progress(
-        f"index: generating the PKI and {plan.complete_entries + plan.partitions * plan.partition_entries:,} "
+        f"index: generating the PKI and "
+        f"{plan.complete_entries + sum(plan.smaller_complete) + plan.partitions * plan.partition_entries:,} "
         f"CRL entries into {directory} (once)"
     )
     started = time.perf_counter()
@@ -211,6 +221,25 @@ def _generate(plan: IndexPlan, out: Path, params: Json, progress: Callable[[str]
         "bytes": write("complete.crl", complete_ca, entries),
     }
     progress(f"  complete CRL: {complete['bytes'] / 1e6:.1f} MB in {time.perf_counter() - started:.1f} s")
+    smaller: list[Json] = []
+    for count in plan.smaller_complete:
+        label = count_label(count)
+        ca_of = pki.intermediate(f"Bench Private CA, complete CRL {label}", root, crl_urls=[root_crl_url])
+        id_of = ca_id()
+        entries = serials(count)
+        file = f"complete-{label.lower()}.crl"
+        smaller.append(
+            {
+                "label": label,
+                "bucket": smaller_bucket(count),
+                "key": f"crl/{id_of}.crl",
+                "file": file,
+                "entries": count,
+                "revoked": entries[count // 2],
+                "bytes": write(file, ca_of, entries),
+                "ca": {**pem(ca_of), "id": id_of},
+            }
+        )
     started = time.perf_counter()
     partitions: list[Json] = []
     for i in range(plan.partitions):
@@ -234,6 +263,7 @@ def _generate(plan: IndexPlan, out: Path, params: Json, progress: Callable[[str]
         "complete_ca": {**pem(complete_ca), "id": complete_id},
         "partitioned_ca": {**pem(partitioned_ca), "id": partitioned_id},
         "complete": complete,
+        "smaller_complete": smaller,
         "partitions": partitions,
     }
 
@@ -287,11 +317,13 @@ def build(plan: IndexPlan, moto: Any, workdir: Path, progress: Callable[[str], N
     meta = cached.meta
     root, complete_ca = cached.credential("root"), cached.credential("complete_ca")
     partitioned_ca = cached.credential("partitioned_ca")
+    smaller = [(c, cached.credential(c["ca"])) for c in meta["smaller_complete"]]
     pki = PKI(workdir / "index-pki")
 
     started = time.perf_counter()
     client = moto.client
-    for bucket in (ROOT_BUCKET, COMPLETE_BUCKET, PARTITIONED_BUCKET, INDEX_BUCKET):
+    buckets = (ROOT_BUCKET, COMPLETE_BUCKET, PARTITIONED_BUCKET, INDEX_BUCKET)
+    for bucket in (*buckets, *(c["bucket"] for c, _ in smaller)):
         client.create_bucket(Bucket=bucket)
     now = utcnow()
     root_crl = signed_crl(
@@ -308,11 +340,13 @@ def build(plan: IndexPlan, moto: Any, workdir: Path, progress: Callable[[str], N
         Key=meta["complete"]["key"],
         Body=cached.crl_path(meta["complete"]).read_bytes(),
     )
+    for c, _ in smaller:
+        client.put_object(Bucket=c["bucket"], Key=c["key"], Body=cached.crl_path(c).read_bytes())
     for partition in meta["partitions"]:
         client.put_object(
             Bucket=PARTITIONED_BUCKET, Key=partition["key"], Body=cached.crl_path(partition).read_bytes()
         )
-    truststore_pem = pem_bundle([root, complete_ca, partitioned_ca]).decode()
+    truststore_pem = pem_bundle([root, complete_ca, *(ca for _, ca in smaller), partitioned_ca]).decode()
     version = str(
         client.put_object(Bucket=moto.bucket, Key=TRUSTSTORE_KEY, Body=truststore_pem.encode())["VersionId"]
     )
@@ -327,24 +361,32 @@ def build(plan: IndexPlan, moto: Any, workdir: Path, progress: Callable[[str], N
     index_uri = f"s3://{INDEX_BUCKET}/{INDEX_PREFIX}"
     complete_set = f"s3://{COMPLETE_BUCKET}/crl/"
     partitioned_set = f"s3://{PARTITIONED_BUCKET}/crl/"
+    smaller_sets = [f"s3://{c['bucket']}/crl/" for c, _ in smaller]
     indexer_env = {
         **env,
         "REVOCATION_INDEX_S3_URI": index_uri,
-        "REVOCATION_CRL_S3_URI": f"{complete_set},{partitioned_set}",
+        "REVOCATION_CRL_S3_URI": ",".join([complete_set, *smaller_sets, partitioned_set]),
     }
 
     n = plan.new
-    complete = Case(
-        "complete",
-        f"CRL {count_label(plan.complete_entries)} ({plan.complete_entries:,} entries, "
-        f"{meta['complete']['bytes'] / 1e6:.1f} MB): Private CA complete CRL, certificates without a CDP, "
-        "CRL set",
-        _leaf(pki, complete_ca, "complete good"),
-        _leaf(pki, complete_ca, "complete revoked", serial=meta["complete"]["revoked"]),
-        [_leaf(pki, complete_ca, f"complete new {i}") for i in range(n)],
-        [],
-        {"REVOCATION_CRL_S3_URI": complete_set},
-    )
+
+    def complete_case(key: str, entry: Json, ca: Credential, crl_set: str, prefix: str) -> Case:
+        return Case(
+            key,
+            f"CRL {count_label(entry['entries'])} ({entry['entries']:,} entries, "
+            f"{entry['bytes'] / 1e6:.1f} MB): Private CA complete CRL, certificates without a CDP, CRL set",
+            _leaf(pki, ca, f"{prefix} good"),
+            _leaf(pki, ca, f"{prefix} revoked", serial=entry["revoked"]),
+            [_leaf(pki, ca, f"{prefix} new {i}") for i in range(n)],
+            [],
+            {"REVOCATION_CRL_S3_URI": crl_set},
+        )
+
+    completes = [
+        complete_case(f"complete-{c['label'].lower()}", c, ca, crl_set, f"complete {c['label']}")
+        for (c, ca), crl_set in zip(smaller, smaller_sets, strict=True)
+    ]
+    completes.append(complete_case("complete", meta["complete"], complete_ca, complete_set, "complete"))
     partitions = meta["partitions"]
     home = partitions[len(partitions) // 2]
     others = [p for p in partitions if p is not home][: plan.other_partitions]
@@ -383,7 +425,7 @@ def build(plan: IndexPlan, moto: Any, workdir: Path, progress: Callable[[str], N
         other,
         {"REVOCATION_CRL_S3_URI": partitioned_set},
     )
-    return IndexFixture(plan, cached, truststore_pem, env, [complete, cdp, listed], upload_s, indexer_env)
+    return IndexFixture(plan, cached, truststore_pem, env, [*completes, cdp, listed], upload_s, indexer_env)
 
 
 # ------------------------------------------------------------------------------------------------ runs
@@ -526,8 +568,8 @@ def section(
         f"it ran; CPU used meanwhile by other processes: {foreign_cores:.2f} of {cores} cores. Code: {code}. "
         f"All figures below are from this one run, on this machine ({_cpu()}).",
         "",
-        "AWS Private CA's layout in moto S3 on loopback (`ThreadedMotoServer`): a root CA and two issuing "
-        "CAs (RSA-2048), each CRL at `crl/<CA-ID>.crl` in its bucket, the issuing CAs' CDP naming the root's "
+        "AWS Private CA's layout in moto S3 on loopback (`ThreadedMotoServer`): a root CA and issuing CAs "
+        "(RSA-2048), each CRL at `crl/<CA-ID>.crl` in its bucket, the issuing CAs' CDP naming the root's "
         "CRL by its S3 URL (read through S3: `CRL_S3_BUCKETS`). The CRLs (crlgen, genuinely signed, AKI, "
         f"random serials up to 159 bits; {generated}) are uploaded to moto in "
         f"{fixture.upload_s:.1f} s; one indexer run indexes them all. Each row below is "
@@ -679,9 +721,9 @@ def _stages(fixture: IndexFixture, done: dict[str, Summary]) -> list[str]:
 def _indexer(fixture: IndexFixture, indexer: Json) -> list[str]:
     sources = indexer["sources"]
     meta = fixture.material.meta
-    complete = f"s3://{COMPLETE_BUCKET}/{meta['complete']['key']}"
+    crls = [(c, f"s3://{c['bucket']}/{c['key']}") for c in meta["smaller_complete"]]
+    crls.append((meta["complete"], f"s3://{COMPLETE_BUCKET}/{meta['complete']['key']}"))
     parts = [s for s in sources if s["source"].startswith(f"s3://{PARTITIONED_BUCKET}/")]
-    whole = next((s for s in sources if s["source"] == complete), None)
     statuses: dict[str, int] = {}
     for s in sources:
         statuses[s["status"]] = statuses.get(s["status"], 0) + 1
@@ -690,7 +732,7 @@ def _indexer(fixture: IndexFixture, indexer: Json) -> list[str]:
         "### The indexer (one run, its own process)",
         "",
         "`Indexer(settings, truststore, S3Reader(...)).run()` as the indexer function runs it, over every "
-        "source it finds: both CRL sets (`REVOCATION_CRL_S3_URI`) and the truststore CAs' distribution "
+        "source it finds: every CRL set (`REVOCATION_CRL_S3_URI`) and the truststore CAs' distribution "
         "points (the root's CRL). Each CRL is read from S3, verified with the authorizer's code "
         "(`crl.parse_and_verify`) and written as one index object.",
         "",
@@ -699,12 +741,14 @@ def _indexer(fixture: IndexFixture, indexer: Json) -> list[str]:
         f"| the whole run ({', '.join(f'{n} {k}' for k, n in sorted(statuses.items()))}) | {len(sources)} "
         f"| {indexer['run_s']:.1f} s | {_mb(sum(s['index_bytes'] for s in sources))} |",
     ]
-    if whole is not None:
-        out.append(
-            f"| the complete CRL ({whole['entries']:,} entries, "
-            f"{meta['complete']['bytes'] / 1e6:.1f} MB) | 1 "
-            f"| {whole['seconds']:.2f} s | {_mb(whole['index_bytes'])} |"
-        )
+    for entry, source in crls:
+        whole = next((s for s in sources if s["source"] == source), None)
+        if whole is not None:
+            out.append(
+                f"| the complete CRL ({whole['entries']:,} entries, "
+                f"{entry['bytes'] / 1e6:.1f} MB) | 1 "
+                f"| {whole['seconds']:.2f} s | {_mb(whole['index_bytes'])} |"
+            )
     if parts:
         seconds = [s["seconds"] for s in parts]
         out.append(

@@ -9,9 +9,10 @@ and the servers are the test suite's (tests/pki.py, tests/servers.py).
 Each scenario group runs in its own child process (bench_child.py) so that peak RSS is its own.
 The memory scenario feeds tens of thousands of distinct client certificates through the handler and
 reports RSS against clients seen, under the byte budget and under the old entry-bound caches.
-The index scenario (index_scenario.py) puts AWS Private CA-style CRLs in moto S3 (a 1M-entry complete CRL,
-10M entries over partitions), runs the indexer once and measures a new container's first request through the
-shared index (REVOCATION_INDEX_S3_URI) against fetching the CRLs themselves, each in a fresh child process.
+The index scenario (index_scenario.py) puts AWS Private CA-style CRLs in moto S3 (complete CRLs of 1M and
+100k entries, 10M entries over partitions), runs the indexer once and measures a new container's first
+request through the shared index (REVOCATION_INDEX_S3_URI) against fetching the CRLs themselves, each in a
+fresh child process.
 Results: a Markdown report on stdout and in benchmarks/results.md, and a chart of latency against CRL size
 beside it (benchmarks/latency-vs-crl-size.svg, chart.py) from the same run's figures. Progress: stderr.
 `--only memory` / `--only index` runs just that scenario and replaces only its section of the report;
