@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -32,19 +32,9 @@ from authorizer.health import (
 from authorizer.truststore import parse_truststore
 from conftest import Authorizer, Configure, World
 from pki import Credential, pem_bundle, utcnow
+from test_cache_rules import Clock, clock  # noqa: F401  (fixture used below)
 
 GRACE = 600.0
-
-
-@dataclass
-class Clock:
-    now: dt.datetime = field(default_factory=utcnow)
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += dt.timedelta(seconds=seconds)
 
 
 @dataclass
@@ -73,11 +63,6 @@ def documents(capsys: pytest.CaptureFixture[str]) -> list[Document]:
                     assert all(isinstance(raw.get(d), str) and raw[d] for d in dimension_set), raw
         found.append(Document(values, dimensions, raw))
     return found
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest.fixture
