@@ -443,7 +443,11 @@ def _warm_stages(handler: Handler, events: list[Json]) -> Json:
             "RevocationChecker.cached_result (the warm path's held decision)",
         ),
         (app, "load_client_cert", "load_client_cert (PEM → cryptography + asn1crypto; on a miss)"),
-        (app, "validate_path", "trust.validate_path (pyhanko-certvalidator; on a miss)"),
+        (
+            app,
+            "validate_path",
+            "trust.validate_path (pyhanko; a known CA's new client: cryptography; on a miss)",
+        ),
         (
             revocation.RevocationChecker,
             "check",

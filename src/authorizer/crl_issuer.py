@@ -21,23 +21,12 @@ from datetime import datetime, timedelta
 
 from cryptography import x509
 from pyhanko_certvalidator import CertificateValidator, ValidationContext
-from pyhanko_certvalidator.policy_decl import (
-    CertRevTrustPolicy,
-    RevocationCheckingPolicy,
-    RevocationCheckingRule,
-)
 
 from .certs import Cert
 from .sources import Link
+from .trust import NO_REVOCATION
 
 MAX_CANDIDATES = 8  # certificates of one name tried per CRL: a truststore rarely holds more than two
-
-_NO_REVOCATION = CertRevTrustPolicy(
-    RevocationCheckingPolicy(
-        ee_certificate_rule=RevocationCheckingRule.NO_CHECK,
-        intermediate_ca_cert_rule=RevocationCheckingRule.NO_CHECK,
-    )
-)
 
 
 def may_sign_crls(cert: Cert) -> bool:
@@ -102,7 +91,7 @@ def _validates_to(
             other_certs=[c.asn1 for c in intermediates if c.fingerprint != cert.fingerprint],
             moment=moment,
             allow_fetching=False,
-            revinfo_policy=_NO_REVOCATION,
+            revinfo_policy=NO_REVOCATION,
             time_tolerance=timedelta(seconds=skew_seconds),
         )
         validator = CertificateValidator(cert.asn1, validation_context=context)
