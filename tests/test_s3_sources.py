@@ -190,6 +190,8 @@ def test_private_ca_partitioned_crls_match_through_their_idp(
 def test_partition_for_another_cdp_does_not_cover_a_certificate(
     world: World, s3: MotoS3, bucket: str, clock: Clock, s3_authorizer: Callable[..., Authorizer]
 ) -> None:
+    """RFC 5280 §6.3.3 (b): a CRL set holding only another partition of the CA answers unavailable for
+    a certificate no partition covers, never as if the set knew nothing of the CA."""
     other_url = f"http://{bucket}.s3.amazonaws.com/crl/other.crl"
     leaf = world.leaf("no-partition", issuer=world.private_ica)  # no CDP at all
     idp = world.pki.idp(other_url)

@@ -320,12 +320,15 @@ def header(parsed: x509.CertificateRevocationList) -> CrlHeader:
 
 def matches(idp_names: frozenset[NameKey] | None, point: DistributionPoint) -> bool:
     """§6.3.3 (b)(2)(i) as a predicate (see `_match_names`)."""
-    if idp_names is None:
-        return True
+    return idp_names is None or not idp_names.isdisjoint(point_names(point))
+
+
+def point_names(point: DistributionPoint) -> frozenset[NameKey]:
+    """The names a CRL's IDP must share with this distribution point to cover it (`matches`)."""
     names = point.names or frozenset(("uri", u) for u in point.urls)
     if not names and point.crl_issuer is not None:
         names = frozenset({_dn_key(point.crl_issuer)})
-    return not idp_names.isdisjoint(names)
+    return names
 
 
 # Finds candidate signers of a CRL other than the certificate's issuer, by the CRL's issuer name

@@ -93,12 +93,27 @@ def certificate(data: bytes) -> Cert | None:
         return None
 
 
+ScopeKey = tuple[bytes, crl.NameKey | None]  # (issuer name DER, one IDP name, or None: no IDP name)
+
+
 @dataclass(frozen=True, eq=False)
 class Snapshot:
     by_issuer: dict[bytes, tuple[Candidate, ...]]  # issuer name DER -> its CRLs
     read_at: datetime
     skipped: tuple[str, ...] = ()
     certs: tuple[Cert, ...] = ()  # certificates in the set: candidate CRL signers, never anchors
+    # The same CRLs by each name their IDP gives (a CRL without an IDP name under None), so that a
+    # certificate meets only the partitions that can cover it (crl.matches), not all 400, and by where.
+    by_scope: dict[ScopeKey, tuple[Candidate, ...]] = dataclasses.field(default_factory=dict)
+    by_where: dict[str, Candidate] = dataclasses.field(default_factory=dict)
+
+    def covering(
+        self, issuers: Iterable[x509.Name], points: Iterable[crl.DistributionPoint]
+    ) -> list[Candidate]:
+        """The CRLs of these issuers without an IDP name or with one the points name, each once."""
+        names: list[crl.NameKey | None] = [None, *sorted({n for p in points for n in crl.point_names(p)})]
+        ders = [issuer.public_bytes() for issuer in issuers]
+        return list(dict.fromkeys(c for d in ders for n in names for c in self.by_scope.get((d, n), ())))
 
 
 Lister = Callable[[Snapshot | None], Snapshot]
@@ -236,9 +251,23 @@ def _snapshot(
     found: Iterable[Candidate], read_at: datetime, skipped: Iterable[str], certs: Iterable[Cert] = ()
 ) -> Snapshot:
     by_issuer: dict[bytes, list[Candidate]] = {}
+    by_scope: dict[ScopeKey, list[Candidate]] = {}
+    by_where: dict[str, Candidate] = {}
     for item in found:
-        by_issuer.setdefault(item.issuer.public_bytes(), []).append(item)
-    return Snapshot({k: tuple(v) for k, v in by_issuer.items()}, read_at, tuple(skipped), tuple(certs))
+        issuer = item.issuer.public_bytes()
+        by_issuer.setdefault(issuer, []).append(item)
+        names = item.header.idp_names if item.header is not None else None
+        for name in names if names is not None else (None,):
+            by_scope.setdefault((issuer, name), []).append(item)
+        by_where[item.where] = item
+    return Snapshot(
+        {k: tuple(v) for k, v in by_issuer.items()},
+        read_at,
+        tuple(skipped),
+        tuple(certs),
+        {k: tuple(v) for k, v in by_scope.items()},
+        by_where,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,11 +313,9 @@ class CrlSetSource:
             return [Need(self, link, ("crl-set-unread",), unusable=detail)]
         points, _ = crl.all_points(link.cert)
         issuers = [link.cert.crypto.issuer, *(p.crl_issuer for p in points if p.crl_issuer is not None)]
-        found = list(
-            dict.fromkeys(c for name in issuers for c in snapshot.by_issuer.get(name.public_bytes(), ()))
-        )
-        if not found:
-            return []
+        if not any(name.public_bytes() in snapshot.by_issuer for name in issuers):
+            return []  # the set holds nothing of this CA: not a source for it
+        found = snapshot.covering(issuers, points)
         bases = [c for c in found if not c.delta]
         deltas = [c for c in found if c.delta]
         whole: list[Need] = []
@@ -360,15 +387,7 @@ class CrlSetSource:
     def refresh(self, need: Need, held: Held | None, deadline: float) -> Held:
         arg: _Arg = need.arg
         snapshot = self._set.snapshot(deadline)
-        current = next(
-            (
-                c
-                for cs in (snapshot.by_issuer.values() if snapshot else ())
-                for c in cs
-                if c.where == arg.where
-            ),
-            None,
-        )
+        current = snapshot.by_where.get(arg.where) if snapshot else None
         if current is None:
             raise SourceFailure("crl", f"{arg.where} is no longer in the crl set")
         now = self._now()
