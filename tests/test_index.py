@@ -502,3 +502,133 @@ def test_unreadable_sources_json_never_loses_requests(idx: IndexWorld) -> None:
     idx.indexer().run()
     listing = idx.s3.client.list_objects_v2(Bucket=idx.index, Prefix="index/requests/")
     assert listing.get("KeyCount", 0) == 1  # left for a run that can merge it
+
+
+# ------------------------------------------------------------------------------- a CRL set's manifest
+@pytest.fixture
+def header_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Each index header a container reads on its own while listing a CRL set (one range GET each)."""
+    from authorizer.sources.index import IndexStore
+
+    seen: list[str] = []
+    real = IndexStore.indexed_header
+
+    def counted(self: IndexStore, source: str, etag: str) -> bytes | None:
+        seen.append(source)
+        return real(self, source, etag)
+
+    monkeypatch.setattr(IndexStore, "indexed_header", counted)
+    return seen
+
+
+def partitioned_set(idx: IndexWorld, count: int, revoked_in: int) -> tuple[list[str], list[Credential]]:
+    """`count` Private CA-style partitions in the CRL set, one certificate in each; the one in
+    partition `revoked_in` is revoked."""
+    world = idx.world
+    keys = [f"crl/manifest-part-{i}.crl" for i in range(count)]
+    urls = [f"http://{idx.crls}.s3.us-east-1.amazonaws.com/{k}" for k in keys]
+    leaves = [world.leaf(f"m-part-{i}", issuer=world.private_ica, crl_urls=[urls[i]]) for i in range(count)]
+    for i, key in enumerate(keys):
+        body = fresh_crl(
+            world, world.private_ica, [leaves[i]] if i == revoked_in else [], 1, idp=world.pki.idp(urls[i])
+        )
+        idx.s3.client.put_object(Bucket=idx.crls, Key=key, Body=body)
+    return keys, leaves
+
+
+def manifest(idx: IndexWorld) -> dict[str, tuple[str, bytes]]:
+    location = f"s3://{idx.crls}/crl/"
+    body = idx.s3.client.get_object(Bucket=idx.index, Key=crl_index.set_key("index/", location))[
+        "Body"
+    ].read()
+    return crl_index.decode_set(body, location)
+
+
+def test_a_crl_set_is_listed_from_the_indexers_manifest_in_one_read(
+    idx: IndexWorld,
+    indexed_authorizer: Callable[..., Authorizer],
+    s3_reads: list[str],
+    header_reads: list[str],
+) -> None:
+    """One manifest per CRL set, instead of one index-header read per partition."""
+    keys, leaves = partitioned_set(idx, 6, revoked_in=4)
+    idx.indexer().run()
+    assert set(manifest(idx)) == {f"s3://{idx.crls}/{k}" for k in keys}
+    s3_reads.clear()
+    authz = indexed_authorizer(REVOCATION_CRL_S3_URI=f"s3://{idx.crls}/crl/")
+    for i, leaf in enumerate(leaves):
+        if i == 4:
+            authz.check("rest", leaf).expect(False, "revoked", leaf, "crl")
+        else:
+            authz.check("rest", leaf).expect(True, "good", leaf, "crl")
+    assert header_reads == []
+    assert not any(read.startswith(f"s3://{idx.crls}/crl/") for read in s3_reads)  # no CRL either
+
+
+def test_a_partition_rewritten_since_the_manifest_is_read_itself(
+    idx: IndexWorld, indexed_authorizer: Callable[..., Authorizer], s3_reads: list[str]
+) -> None:
+    """A lagging manifest (the indexer has not run since Private CA rewrote a partition) is never
+    believed for that partition: its entry names the old ETag, so the new CRL itself is read and the
+    revocation it adds is in force."""
+    world = idx.world
+    keys, leaves = partitioned_set(idx, 3, revoked_in=0)
+    idx.indexer().run()
+    url = f"http://{idx.crls}.s3.us-east-1.amazonaws.com/{keys[2]}"
+    newer = fresh_crl(world, world.private_ica, [leaves[2]], 2, idp=world.pki.idp(url))
+    idx.s3.client.put_object(Bucket=idx.crls, Key=keys[2], Body=newer)
+    s3_reads.clear()
+    authz = indexed_authorizer(REVOCATION_CRL_S3_URI=f"s3://{idx.crls}/crl/")
+    authz.check("rest", leaves[2]).expect(False, "revoked", leaves[2], "crl")
+    authz.check("rest", leaves[1]).expect(True, "good", leaves[1], "crl")
+    assert s3_reads.count(f"s3://{idx.crls}/{keys[2]}") == 1
+    assert f"s3://{idx.crls}/{keys[1]}" not in s3_reads
+
+
+def test_an_object_created_event_updates_the_manifest(
+    idx: IndexWorld,
+    indexed_authorizer: Callable[..., Authorizer],
+    header_reads: list[str],
+) -> None:
+    world = idx.world
+    keys, leaves = partitioned_set(idx, 3, revoked_in=0)
+    idx.indexer().run()
+    before = manifest(idx)
+    url = f"http://{idx.crls}.s3.us-east-1.amazonaws.com/{keys[1]}"
+    newer = fresh_crl(world, world.private_ica, [leaves[1]], 2, idp=world.pki.idp(url))
+    idx.s3.client.put_object(Bucket=idx.crls, Key=keys[1], Body=newer)
+    report = idx.indexer().run([f"s3://{idx.crls}/{keys[1]}"])
+    assert [o.status for o in report.outcomes] == ["indexed"]
+    after = manifest(idx)
+    changed = f"s3://{idx.crls}/{keys[1]}"
+    assert after[changed] != before[changed]
+    assert {k: v for k, v in after.items() if k != changed} == {
+        k: v for k, v in before.items() if k != changed
+    }
+    authz = indexed_authorizer(REVOCATION_CRL_S3_URI=f"s3://{idx.crls}/crl/")
+    authz.check("rest", leaves[1]).expect(False, "revoked", leaves[1], "crl")
+    assert header_reads == []
+
+
+@pytest.mark.parametrize("damage", ["garbage", "another set's manifest"])
+def test_a_damaged_manifest_is_not_used(
+    idx: IndexWorld,
+    indexed_authorizer: Callable[..., Authorizer],
+    header_reads: list[str],
+    damage: str,
+) -> None:
+    """A manifest that does not parse, or that is another CRL set's copied over, is ignored: the
+    container reads each index header itself, and decides as it would have."""
+    keys, leaves = partitioned_set(idx, 3, revoked_in=2)
+    idx.indexer().run()
+    location = f"s3://{idx.crls}/crl/"
+    if damage == "garbage":
+        body = b"{not json"
+    else:
+        entries = manifest(idx)
+        body = crl_index.encode_set(f"s3://{idx.crls}/other/", entries)
+    idx.s3.client.put_object(Bucket=idx.index, Key=crl_index.set_key("index/", location), Body=body)
+    authz = indexed_authorizer(REVOCATION_CRL_S3_URI=location)
+    authz.check("rest", leaves[2]).expect(False, "revoked", leaves[2], "crl")
+    authz.check("rest", leaves[0]).expect(True, "good", leaves[0], "crl")
+    assert sorted(header_reads) == sorted(f"s3://{idx.crls}/{k}" for k in keys)

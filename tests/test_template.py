@@ -1052,7 +1052,7 @@ def test_indexer_reads_the_sources_and_writes_the_index(template: dict[str, Any]
     assert _allows(statements, "s3:GetObject", f"{ARN}handed-over/crl-files/issuing-ca.crl.pem")
     assert _allows(statements, "s3:GetObject", f"{ARN}legacy-cdp/pki/ca.crl")
     # The index: read and write the indexes and sources.json, take (list, read, delete) the requests.
-    for key in (f"crl/{'ab' * 32}.idx", "sources.json"):
+    for key in (f"crl/{'ab' * 32}.idx", f"sets/{'ef' * 32}.json", "sources.json"):
         assert _allows(statements, "s3:GetObject", INDEX_ARN + key), key
         assert _allows(statements, "s3:PutObject", INDEX_ARN + key), key
     assert _allows(statements, "s3:ListBucket", f"{ARN}ops-index", prefix="mtls-index/requests/")
@@ -1076,9 +1076,12 @@ def test_indexer_reads_the_sources_and_writes_the_index(template: dict[str, Any]
 def test_authorizer_reads_the_index_and_may_only_ask(template: dict[str, Any]) -> None:
     statements = _grants(template, INDEX_WITH_SOURCES)["AuthorizerFunctionRole"]
     assert _allows(statements, "s3:GetObject", f"{INDEX_ARN}crl/{'ab' * 32}.idx")
+    assert _allows(statements, "s3:GetObject", f"{INDEX_ARN}sets/{'ef' * 32}.json")
     assert _allows(statements, "s3:PutObject", f"{INDEX_ARN}requests/{'cd' * 32}.json")
-    # It never writes an index, never reads or lists the requests (write-only), nor sources.json.
+    # It never writes an index or a manifest, never reads or lists the requests (write-only), nor
+    # sources.json.
     assert not _allows(statements, "s3:PutObject", f"{INDEX_ARN}crl/{'ab' * 32}.idx")
+    assert not _allows(statements, "s3:PutObject", f"{INDEX_ARN}sets/{'ef' * 32}.json")
     assert not _allows(statements, "s3:PutObject", f"{INDEX_ARN}sources.json")
     assert not _allows(statements, "s3:GetObject", f"{INDEX_ARN}requests/{'cd' * 32}.json")
     assert not _allows(statements, "s3:GetObject", f"{INDEX_ARN}sources.json")
@@ -1089,7 +1092,10 @@ def test_authorizer_reads_the_index_and_may_only_ask(template: dict[str, Any]) -
     policies = _resolve(role, template, _parameters(template, INDEX))["Policies"]
     (policy,) = [p for p in policies if p["PolicyName"] == "ReadSharedIndex"]
     assert policy["PolicyDocument"]["Statement"] == [
-        {"Sid": "ReadIndex", "Effect": "Allow", "Action": "s3:GetObject", "Resource": f"{INDEX_ARN}crl/*"},
+        {
+            "Sid": "ReadIndex", "Effect": "Allow", "Action": "s3:GetObject",
+            "Resource": [f"{INDEX_ARN}crl/*", f"{INDEX_ARN}sets/*"],
+        },
         {
             "Sid": "RequestIndexing", "Effect": "Allow", "Action": "s3:PutObject",
             "Resource": f"{INDEX_ARN}requests/*",
@@ -1137,6 +1143,7 @@ def test_nothing_writes_anywhere_else(template: dict[str, Any], given: dict[str,
         expected |= {
             ("AuthorizerFunctionRole", "s3:PutObject", f"{INDEX_ARN}requests/*"),
             ("IndexerFunctionRole", "s3:PutObject", f"{INDEX_ARN}crl/*"),
+            ("IndexerFunctionRole", "s3:PutObject", f"{INDEX_ARN}sets/*"),
             ("IndexerFunctionRole", "s3:PutObject", f"{INDEX_ARN}sources.json"),
             ("IndexerFunctionRole", "s3:DeleteObject", f"{INDEX_ARN}requests/*"),
             ("IndexerScheduleRole", "lambda:InvokeFunction", "<IndexerFunction>"),

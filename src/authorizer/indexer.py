@@ -165,6 +165,7 @@ class Indexer:
     # --- indexing ---------------------------------------------------------------------------------
 
     def run(self, only: Iterable[str] = ()) -> Report:
+        only = list(only)
         report = Report()
         for source in self.sources(only):
             try:
@@ -173,6 +174,7 @@ class Indexer:
                 report.outcomes.append(Outcome(source, "failed", f"{type(exc).__name__}: {exc}"))
         if not only:
             self._forget_unindexable(report)
+        self._write_set_manifests(only)
         for outcome in report.outcomes:
             if outcome.status in ("failed", "skipped"):
                 self._log(f"{outcome.source}: {outcome.status}: {outcome.detail}")
@@ -216,6 +218,41 @@ class Indexer:
             ContentType="application/octet-stream",
         )
         return Outcome(source, "indexed", entries=index.entries, age_seconds=self._age(index.this_update))
+
+    def _write_set_manifests(self, only: list[str]) -> None:
+        """Each CRL set's manifest (crl_index.set_key): its objects' ETags and index skeletons, so a
+        container lists the set with one read. Rewritten after a run that could have changed it."""
+        for uri in self._settings.sources.crl_s3_uris:
+            location = S3Location.parse(uri)
+            under = str(location)
+            if only and not any(source.startswith(under) for source in only):
+                continue
+            try:
+                self._write_set_manifest(location)
+            except Exception as exc:  # meanwhile containers read the set's index headers one by one
+                self._log(f"manifest of {under} not written: {type(exc).__name__}: {exc}")
+
+    def _write_set_manifest(self, location: S3Location) -> None:
+        bucket, key = self._location.bucket, crl_index.set_key(self._location.key, str(location))
+        try:
+            previous = crl_index.decode_set(self._reader.get(bucket, key).body, str(location))
+        except (S3Error, crl_index.CorruptIndex):
+            previous = {}
+        entries: dict[str, tuple[str, bytes]] = {}
+        for item in self._reader.list(location, MAX_SOURCES):
+            where = f"s3://{location.bucket}/{item.key}"
+            kept = previous.get(where)
+            if kept is not None and kept[0] == item.etag:
+                entries[where] = kept
+                continue
+            header = self._existing(where)
+            if header is not None and item.etag and header.source_etag == item.etag and header.skeleton:
+                entries[where] = (item.etag, header.skeleton)
+        if entries != previous:
+            body = crl_index.encode_set(str(location), entries)
+            self._reader.client().put_object(
+                Bucket=bucket, Key=key, Body=body, ContentType="application/json"
+            )
 
     def _read(self, source: str) -> tuple[bytes, str]:
         if source.startswith("s3://"):

@@ -187,7 +187,8 @@ def s3_lister(
     index: IndexStore | None = None,
 ) -> Lister:
     """List every location; GET only the objects whose ETag changed since the last snapshot, and of
-    those, where the shared index holds this very version, its index instead of the CRL."""
+    those, where the shared index holds this very version, its index instead of the CRL (matched
+    from the indexer's manifest of the set when it names that version, else from the index header)."""
 
     def list_all(previous: Snapshot | None) -> Snapshot:
         known = {c.where: c for cs in (previous.by_issuer.values() if previous else ()) for c in cs}
@@ -195,13 +196,17 @@ def s3_lister(
         skipped: list[str] = []
         certs: list[Cert] = []
         for location in locations:
+            manifest = index.set_entries(str(location)) if index is not None else {}
             for item in reader.list(location, MAX_SET_OBJECTS):
                 where = f"s3://{location.bucket}/{item.key}"
                 old = known.get(where)
                 if old is not None and old.etag == item.etag:
                     found.append(old)
                     continue
-                skeleton = index.indexed_header(where, item.etag) if index is not None else None
+                listed = manifest.get(where)
+                skeleton = listed[1] if listed is not None and item.etag and listed[0] == item.etag else None
+                if skeleton is None and index is not None:
+                    skeleton = index.indexed_header(where, item.etag)
                 if skeleton is not None and (parsed := candidate(where, item.etag, skeleton)) is not None:
                     found.append(dataclasses.replace(parsed, indexed=True))
                     continue

@@ -44,6 +44,7 @@ class IndexStore:
         self._now = now
         self._log = log
         self._requested: set[str] = set()
+        self._sets: dict[str, tuple[str, dict[str, tuple[str, bytes]]]] = {}  # location -> ETag, entries
         self._lock = threading.Lock()
 
     def key(self, source: str) -> str:
@@ -114,6 +115,27 @@ class IndexStore:
         if header.source != source or header.source_etag != etag or not header.skeleton:
             return None
         return header.skeleton
+
+    def set_entries(self, location: str) -> dict[str, tuple[str, bytes]]:
+        """The indexer's manifest of the CRL set at `location`: each object it indexed, with the ETag
+        it indexed and the index's skeleton ({} when there is none yet: the lister reads headers
+        one by one). Re-read only when its ETag changed."""
+        etag, entries = self._sets.get(location, ("", {}))
+        try:
+            obj = self._reader.get(
+                self._location.bucket, crl_index.set_key(self._location.key, location), etag
+            )
+        except S3Error:
+            return {}
+        if not obj.changed:
+            return entries
+        try:
+            entries = crl_index.decode_set(obj.body, location)
+        except crl_index.CorruptIndex as exc:
+            self._log(f"CRL set manifest for {location} refused: {exc}")
+            return {}
+        self._sets[location] = (obj.etag, entries)
+        return entries
 
     def load(self, source: str, etag: str, issuer: Cert) -> CrlIndex | None:
         """The whole index of the S3 object `source` (version `etag`) for `issuer`, or None."""
