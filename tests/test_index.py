@@ -632,3 +632,91 @@ def test_a_damaged_manifest_is_not_used(
     authz.check("rest", leaves[2]).expect(False, "revoked", leaves[2], "crl")
     authz.check("rest", leaves[0]).expect(True, "good", leaves[0], "crl")
     assert sorted(header_reads) == sorted(f"s3://{idx.crls}/{k}" for k in keys)
+
+
+# ------------------------------------------------------------------- a separate CRL-signing certificate
+@pytest.mark.parametrize("signer_status", ["good", "revoked"])
+@pytest.mark.parametrize("found", ["crl set", "cdp"])
+def test_crl_signed_by_a_separate_crl_signing_certificate_is_indexed_rfc5280_6_3_3_f(
+    idx: IndexWorld,
+    configure: Configure,
+    clock: Clock,
+    s3_reads: list[str],
+    signer_status: str,
+    found: str,
+) -> None:
+    """The indexer verifies a CRL signed by the CA's separate CRL-signing certificate (in the
+    truststore: same name, cRLSign, a path to the CA's anchor) and the index names that signer, so a
+    container still checks the signer's own revocation (PKITS 4.4.19-21) before using the index."""
+    from pki import key_usage
+
+    world = idx.world
+    signer_path, signer_url = world.crl_url()
+    signer = world.pki.issue(
+        world.private_ica.cert.subject,
+        issuer=world.private_root,
+        ca=False,
+        key_type="ec",
+        usage=key_usage(crl_sign=True),
+        crl_urls=[signer_url],
+    )
+    listed = [signer] if signer_status == "revoked" else []
+    world.http.set(signer_path, fresh_crl(world, world.private_root, listed, 1))
+    crl_path, crl_url = world.crl_url()
+    points = [crl_url] if found == "cdp" else []
+    revoked = world.leaf(f"signed-apart-revoked-{found}", issuer=world.private_ica, crl_urls=points)
+    good = world.leaf(f"signed-apart-good-{found}", issuer=world.private_ica, crl_urls=points)
+    body = world.pki.crl(signer, [revoked], issuer_name=world.private_ica.cert.subject, crl_number=3)
+    if found == "cdp":
+        world.http.set(crl_path, body)
+        source = crl_url
+    else:
+        idx.s3.client.put_object(Bucket=idx.crls, Key="crl/signed-apart.crl", Body=body)
+        source = f"s3://{idx.crls}/crl/signed-apart.crl"
+    trusted = [*world.trusted, signer]
+    idx.truststore = parse_truststore(pem_bundle(trusted))
+    outcomes = {o.source: o for o in idx.indexer(REVOCATION_INDEX_URLS=crl_url).run().outcomes}
+    assert outcomes[source].status == "indexed", outcomes[source]
+    header, _ = crl_index.read_header(idx.index_object(source))
+    assert header.signer == hashlib.sha256(signer.der).hexdigest()
+    assert header.issuer_fingerprint == hashlib.sha256(world.private_ica.der).hexdigest()
+
+    s3_reads.clear()
+    world.http.reset_counts()
+    sources = {"REVOCATION_CRL_S3_URI": f"s3://{idx.crls}/crl/"} if found == "crl set" else {}
+    authz = configure(
+        truststore=trusted,
+        CLOCK_SKEW_SECONDS="0",
+        REVOCATION_INDEX_S3_URI=f"s3://{idx.index}/index/",
+        **sources,
+    )
+    authz.app.reset(clock=clock)
+    if signer_status == "good":
+        authz.check("rest", revoked).expect(False, "revoked", revoked, "crl")
+        authz.check("rest", good).expect(True, "good", good, "crl")
+    else:  # the signer is revoked: its CRL, and so its index, vouches for nothing
+        authz.check("rest", good).expect(False, "revocation_unavailable", good, "crl")
+    # Decided from the index (with the signer's check), never from the CRL itself.
+    assert source not in s3_reads
+    # The signer's own CRL (its CDP, a truststore certificate's) was indexed too, and read from there.
+    assert outcomes[signer_url].status == "indexed"
+    assert world.http.requests(crl_path) == world.http.requests(signer_path) == 0
+
+
+def test_crl_signed_by_a_key_outside_the_truststore_is_never_indexed(idx: IndexWorld) -> None:
+    from pki import key_usage
+
+    world = idx.world
+    stranger = world.pki.issue(
+        world.private_ica.cert.subject,
+        issuer=world.private_root,
+        ca=False,
+        key_type="ec",
+        usage=key_usage(crl_sign=True),
+    )
+    body = world.pki.crl(stranger, [], issuer_name=world.private_ica.cert.subject)
+    idx.s3.client.put_object(Bucket=idx.crls, Key="crl/stranger.crl", Body=body)
+    source = f"s3://{idx.crls}/crl/stranger.crl"
+    outcomes = {o.source: o for o in idx.indexer().run().outcomes}
+    assert outcomes[source].status == "failed"
+    assert "signature" in outcomes[source].detail

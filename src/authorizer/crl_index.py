@@ -5,8 +5,9 @@ by every container instead of downloading and parsing the CRL itself. Layout (bi
 
     b"MTLSIDX1"                     magic and format version
     u32 header length, header       UTF-8 JSON: issuer (fingerprint, name), scope (IDP), cRLNumber,
-                                    thisUpdate/nextUpdate, source, SHA-256 of the CRL, and the
-                                    width, count and SHA-256 of the two tables below
+                                    thisUpdate/nextUpdate, source, SHA-256 of the CRL, a separate
+                                    CRL signer's fingerprint, and the width, count and SHA-256 of
+                                    the two tables below
     revoked table                   count x width bytes, sorted
     holds table                     the certificateHold entries, same form
 
@@ -59,6 +60,7 @@ class IndexHeader:
     tables_sha256: str
     source_etag: str = ""  # of the CRL object (S3), so a lister can tell it is current
     skeleton: bytes = b""  # the CRL without its entries: for matching a CRL set's candidates, never trusted
+    signer: str = ""  # fingerprint of a separate CRL-signing certificate (§6.3.3 (f)), "" for the issuer
 
 
 class SortedSerials(Set[bytes]):
@@ -130,6 +132,7 @@ def encode(
         "holds": len(index.holds),
         "tablesSha256": hashlib.sha256(revoked + holds).hexdigest(),
         "skeleton": base64.b64encode(skeleton).decode(),
+        "signer": index.signer if index.signer != issuer_fingerprint else "",
     }
     encoded = json.dumps(header, sort_keys=True).encode()
     return MAGIC + len(encoded).to_bytes(4, "big") + encoded + revoked + holds
@@ -188,6 +191,7 @@ def read_header(data: bytes | memoryview) -> tuple[IndexHeader, int]:
             tables_sha256=str(raw["tablesSha256"]),
             source_etag=str(raw.get("sourceEtag", "")),
             skeleton=base64.b64decode(raw.get("skeleton", "")),
+            signer=str(raw.get("signer", "")),
         )
     except CorruptIndex:
         raise
@@ -231,6 +235,8 @@ def decode(data: bytes, issuer_name: x509.Name) -> tuple[IndexHeader, CrlIndex]:
         entries=header.entries,
         crl_number=header.crl_number,
         holds=holds,
+        # The container checks a separate signer's own revocation before using the index, as for the CRL.
+        signer=header.signer or header.issuer_fingerprint,
     )
 
 

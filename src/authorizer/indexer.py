@@ -5,9 +5,10 @@
 It indexes every CRL it knows of: the S3 CRL sources (REVOCATION_CRL_S3_URI), the distribution
 points of the truststore's CAs, REVOCATION_INDEX_URLS, and the sources containers asked for (objects
 under the index's write-only `requests/` prefix, remembered in `sources.json`). Each CRL is verified
-with the authorizer's own code (crl.parse_and_verify: issuer name, signature by a truststore CA,
-extensions, scope) and its freshness; an index is never replaced by an older CRL (RFC 5280 §5.2.3).
-`mtls-authorizer index` runs the same thing once, locally.
+with the authorizer's own code (crl.parse_and_verify: issuer name, signature by a truststore CA or
+its separate CRL-signing certificate, extensions, scope) and its freshness; an index is never
+replaced by an older CRL (RFC 5280 §5.2.3). Each CRL set also gets a manifest of what is indexed in
+it (crl_index.set_key). `mtls-authorizer index` runs the same thing once, locally.
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ class Indexer:
             raise ValueError("REVOCATION_INDEX_S3_URI is not set")
         self._settings = settings
         self._location = S3Location.parse(settings.sources.index_uri)
+        self._truststore = truststore
         self._cas = (*truststore.anchors, *truststore.intermediates)
         self._reader = reader
         self._fetcher = fetcher or Fetcher(settings.fetch)
@@ -280,16 +282,35 @@ class Indexer:
             return None
 
     def _verify(self, data: bytes, issuer_name: x509.Name) -> tuple[crl.CrlIndex, Cert]:
-        """The CRL verified against the truststore CA that signed it (same name, its key)."""
+        """The CRL verified against the truststore CA that issued it: signed by its key, or by a
+        separate CRL-signing certificate of the truststore (§6.3.3 (f), the containers' own rules:
+        same name, cRLSign, a path to the CA's anchor). That signer's own revocation is the
+        containers' to check, when they use the index, as they would for the CRL."""
         errors: list[str] = []
         for ca in self._cas:
             if ca.crypto.subject != issuer_name:
                 continue
             try:
-                return crl.parse_and_verify(data, ca), ca
+                return crl.parse_and_verify(data, ca, signers=self._signers_for(ca)), ca
             except crl.CRLError as exc:
                 errors.append(str(exc))
         raise crl.CRLError("; ".join(errors) or "no truststore CA issued this CRL")
+
+    def _signers_for(self, ca: Cert) -> crl.SignerFinder | None:
+        from .crl_issuer import find_signers
+        from .sources import Link
+        from .trust import Untrusted, validate_path
+
+        now, skew = self._now(), self._settings.revocation.clock_skew_seconds
+        if any(ca is anchor for anchor in self._truststore.anchors):
+            anchor = ca
+        else:
+            try:
+                anchor = validate_path(ca, self._truststore, now, skew).certs[-1]
+            except Untrusted:
+                return None  # the CA itself is not valid now: only its own key can have signed
+        link = Link(ca, ca, anchor, self._truststore)
+        return lambda name: find_signers(link, name, now, skew)
 
     def _age(self, this_update: datetime) -> float:
         return max(0.0, (self._now() - this_update).total_seconds())

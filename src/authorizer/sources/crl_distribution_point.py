@@ -169,7 +169,11 @@ class CrlDistributionPointSource:
                     ),
                 )
                 if indexed is not None:
-                    return indexed
+                    unusable = self.signer_failure(need, indexed.data, url, deadline, self.extra_certs())
+                    if unusable is None:
+                        return indexed
+                    failure = unusable
+                    continue
             try:
                 body, validators = self._get(url, old, deadline)
                 now = self._now()
