@@ -412,3 +412,18 @@ def test_a_ca_removed_from_the_truststore_is_untrusted_on_either_road(setup: Set
     validator = validator_for(without)
     assert outcome(validator, leaf(setup)) is None
     assert validator.fast == 0
+
+
+@pytest.mark.parametrize("presented", ["the root", "the issuing CA"])
+def test_a_truststore_certificate_presented_as_the_client_gets_pyhanko_s_answer(
+    setup: Setup, presented: str
+) -> None:
+    """A client presenting a CA of the truststore itself (its key stolen): both roads, twice, give
+    the same path, and never an error (an anchor has no CA path above it for the fast road)."""
+    cred = setup.root if presented == "the root" else setup.ica
+    fresh = PathValidator(setup.truststore)
+    expected = outcome(fresh, cert_from_der(cred.der))
+    assert outcome(fresh, cert_from_der(cred.der)) == expected
+    validator = warmed(setup)
+    assert outcome(validator, cert_from_der(cred.der)) == expected
+    assert outcome(validator, cert_from_der(cred.der)) == expected

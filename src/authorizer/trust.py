@@ -168,7 +168,7 @@ class PathValidator:
         path = self._pyhanko(leaf, moment, skew_seconds)
         self.full += 1
         above = path.certs[1:]
-        if all(_judged_alike(c) for c in above):
+        if above and all(_judged_alike(c) for c in above):
             self._ca_paths.add(tuple(c.fingerprint for c in above))
         return path
 
@@ -193,9 +193,9 @@ class PathValidator:
         if chain[0] is not leaf.crypto or None in above:
             return None
         certs = (leaf, *(c for c in above if c is not None))
-        if tuple(c.fingerprint for c in certs[1:]) not in self._ca_paths or not _names_as_pyhanko(
-            leaf, certs[1]
-        ):
+        if len(certs) < 2 or tuple(c.fingerprint for c in certs[1:]) not in self._ca_paths:
+            return None  # a CA path pyhanko has not accepted (or the client is an anchor itself)
+        if not _names_as_pyhanko(leaf, certs[1]):
             return None
         return CertPath(certs)
 
