@@ -25,7 +25,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from authorizer.certs import Cert, cert_from_der
+from authorizer.certs import Cert, InvalidCertificate, cert_from_der
 from authorizer.trust import PathValidator, Untrusted, validator_for
 from authorizer.truststore import Truststore, parse_truststore
 from pki import PKI, Credential, name, new_key
@@ -427,3 +427,27 @@ def test_a_truststore_certificate_presented_as_the_client_gets_pyhanko_s_answer(
     validator = warmed(setup)
     assert outcome(validator, cert_from_der(cred.der)) == expected
     assert outcome(validator, cert_from_der(cred.der)) == expected
+
+
+@settings(
+    derandomize=True,
+    database=None,
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data())
+def test_mutated_leaves_get_pyhanko_s_answer(setup: Setup, data: st.DataObject) -> None:
+    """Bytes of a good leaf changed anywhere (the TBS, the signature, lengths): whatever still parses
+    is judged alike by both roads."""
+    der = bytearray(leaf(setup, extensions=[(many_policies(2), False)]).der)
+    for _ in range(data.draw(st.integers(1, 3))):
+        at = data.draw(st.integers(0, len(der) - 1))
+        der[at] = data.draw(st.integers(0, 255))
+    try:
+        cert = cert_from_der(bytes(der))
+    except InvalidCertificate:
+        event("does not parse")
+        return
+    answer, fast = same_answer(setup, cert)
+    event("trusted, fast road" if fast else "trusted, pyhanko" if answer else "untrusted")
