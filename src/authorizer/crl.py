@@ -417,7 +417,7 @@ def _verify_signer(
             if candidate.fingerprint in tried or candidate.crypto.subject != name:
                 continue
             tried.add(candidate.fingerprint)
-            if not _may_sign_crls(candidate):
+            if not may_sign_crls(candidate):
                 no_crl_sign += 1
                 continue
             try:
@@ -574,7 +574,8 @@ def _to_der(data: bytes) -> bytes:
     return data
 
 
-def _may_sign_crls(cert: Cert) -> bool:
+def may_sign_crls(cert: Cert) -> bool:
+    """§4.2.1.3: a certificate with a keyUsage must assert cRLSign to sign CRLs."""
     try:
         usage = cert.crypto.extensions.get_extension_for_class(x509.KeyUsage).value
     except x509.ExtensionNotFound:

@@ -23,19 +23,11 @@ from cryptography import x509
 from pyhanko_certvalidator import CertificateValidator, ValidationContext
 
 from .certs import Cert
+from .crl import may_sign_crls
 from .sources import Link
 from .trust import NO_REVOCATION
 
 MAX_CANDIDATES = 8  # certificates of one name tried per CRL: a truststore rarely holds more than two
-
-
-def may_sign_crls(cert: Cert) -> bool:
-    """§4.2.1.3: a certificate with a keyUsage must assert cRLSign to sign CRLs."""
-    try:
-        usage = cert.crypto.extensions.get_extension_for_class(x509.KeyUsage).value
-    except x509.ExtensionNotFound:
-        return True
-    return bool(usage.crl_sign)
 
 
 def known_by_name(link: Link, name: x509.Name, extra: Sequence[Cert] = ()) -> list[Cert]:
