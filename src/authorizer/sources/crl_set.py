@@ -98,14 +98,14 @@ ScopeKey = tuple[bytes, crl.NameKey | None]  # (issuer name DER, one IDP name, o
 
 @dataclass(frozen=True, eq=False)
 class Snapshot:
-    by_issuer: dict[bytes, tuple[Candidate, ...]]  # issuer name DER -> its CRLs
+    by_where: dict[str, Candidate]  # every CRL of the set, by its s3:// object or file path
     read_at: datetime
     skipped: tuple[str, ...] = ()
     certs: tuple[Cert, ...] = ()  # certificates in the set: candidate CRL signers, never anchors
-    # The same CRLs by each name their IDP gives (a CRL without an IDP name under None), so that a
-    # certificate meets only the partitions that can cover it (crl.matches), not all 400, and by where.
+    # The same CRLs by issuer and each name their IDP gives (a CRL without an IDP name under None), so
+    # that a certificate meets only the partitions that can cover it (crl.matches), not all 400.
     by_scope: dict[ScopeKey, tuple[Candidate, ...]] = dataclasses.field(default_factory=dict)
-    by_where: dict[str, Candidate] = dataclasses.field(default_factory=dict)
+    issuers: frozenset[bytes] = frozenset()  # the issuer name DERs the set holds CRLs of
 
     def covering(
         self, issuers: Iterable[x509.Name], points: Iterable[crl.DistributionPoint]
@@ -191,7 +191,7 @@ def s3_lister(
     from the indexer's manifest of the set when it names that version, else from the index header)."""
 
     def list_all(previous: Snapshot | None) -> Snapshot:
-        known = {c.where: c for cs in (previous.by_issuer.values() if previous else ()) for c in cs}
+        known = previous.by_where if previous else {}
         found: list[Candidate] = []
         skipped: list[str] = []
         certs: list[Cert] = []
@@ -255,23 +255,19 @@ def file_lister(paths: Iterable[str], now: Callable[[], datetime]) -> Lister:
 def _snapshot(
     found: Iterable[Candidate], read_at: datetime, skipped: Iterable[str], certs: Iterable[Cert] = ()
 ) -> Snapshot:
-    by_issuer: dict[bytes, list[Candidate]] = {}
+    by_where = {item.where: item for item in found}
     by_scope: dict[ScopeKey, list[Candidate]] = {}
-    by_where: dict[str, Candidate] = {}
-    for item in found:
-        issuer = item.issuer.public_bytes()
-        by_issuer.setdefault(issuer, []).append(item)
+    for item in by_where.values():
         names = item.header.idp_names if item.header is not None else None
         for name in names if names is not None else (None,):
-            by_scope.setdefault((issuer, name), []).append(item)
-        by_where[item.where] = item
+            by_scope.setdefault((item.issuer.public_bytes(), name), []).append(item)
     return Snapshot(
-        {k: tuple(v) for k, v in by_issuer.items()},
+        by_where,
         read_at,
         tuple(skipped),
         tuple(certs),
         {k: tuple(v) for k, v in by_scope.items()},
-        by_where,
+        frozenset(item.issuer.public_bytes() for item in by_where.values()),
     )
 
 
@@ -318,7 +314,7 @@ class CrlSetSource:
             return [Need(self, link, ("crl-set-unread",), unusable=detail)]
         points, _ = crl.all_points(link.cert)
         issuers = [link.cert.crypto.issuer, *(p.crl_issuer for p in points if p.crl_issuer is not None)]
-        if not any(name.public_bytes() in snapshot.by_issuer for name in issuers):
+        if not any(name.public_bytes() in snapshot.issuers for name in issuers):
             return []  # the set holds nothing of this CA: not a source for it
         found = snapshot.covering(issuers, points)
         bases = [c for c in found if not c.delta]
