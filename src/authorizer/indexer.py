@@ -90,6 +90,8 @@ class Indexer:
         self._settings = settings
         self._location = S3Location.parse(settings.sources.index_uri)
         self._truststore = truststore
+        # The index headers this run read or wrote, by source: the CRL sets' manifests reuse them.
+        self._headers: dict[str, crl_index.IndexHeader] = {}
         self._cas = (*truststore.anchors, *truststore.intermediates)
         self._reader = reader
         self._fetcher = fetcher or Fetcher(settings.fetch)
@@ -187,6 +189,7 @@ class Indexer:
         digest = hashlib.sha256(data).hexdigest()
         existing = self._existing(source)
         if existing is not None and existing.crl_sha256 == digest:
+            self._headers[source] = existing
             return Outcome(
                 source, "unchanged", entries=existing.entries, age_seconds=self._age(existing.this_update)
             )
@@ -210,7 +213,8 @@ class Indexer:
             source_etag=etag,
             skeleton=crl_index.skeleton_of(_der(data)),
         )
-        unindexable = _unindexable(index, crl_index.decode(blob, issuer.crypto.subject)[1])
+        header, restored = crl_index.decode(blob, issuer.crypto.subject)
+        unindexable = _unindexable(index, restored)
         if unindexable:  # the containers fetch such a CRL themselves
             return Outcome(source, "skipped", f"not indexed: {unindexable} (the index holds plain CRLs)")
         self._reader.client().put_object(
@@ -219,6 +223,7 @@ class Indexer:
             Body=blob,
             ContentType="application/octet-stream",
         )
+        self._headers[source] = header
         return Outcome(source, "indexed", entries=index.entries, age_seconds=self._age(index.this_update))
 
     def _write_set_manifests(self, only: list[str]) -> None:
@@ -247,7 +252,7 @@ class Indexer:
             if kept is not None and kept[0] == item.etag:
                 entries[where] = kept
                 continue
-            header = self._existing(where)
+            header = self._headers.get(where) or self._existing(where)
             if header is not None and item.etag and header.source_etag == item.etag and header.skeleton:
                 entries[where] = (item.etag, header.skeleton)
         if entries != previous:
@@ -296,21 +301,24 @@ class Indexer:
                 errors.append(str(exc))
         raise crl.CRLError("; ".join(errors) or "no truststore CA issued this CRL")
 
-    def _signers_for(self, ca: Cert) -> crl.SignerFinder | None:
+    def _signers_for(self, ca: Cert) -> crl.SignerFinder:
+        """The CA's separate CRL-signing certificates, looked for only when its own key did not sign
+        (the CA's path to its anchor is validated then, not for every CRL)."""
         from .crl_issuer import find_signers
         from .sources import Link
         from .trust import Untrusted, validate_path
 
-        now, skew = self._now(), self._settings.revocation.clock_skew_seconds
-        if any(ca is anchor for anchor in self._truststore.anchors):
+        def find(name: x509.Name) -> list[Cert]:
+            now, skew = self._now(), self._settings.revocation.clock_skew_seconds
             anchor = ca
-        else:
-            try:
-                anchor = validate_path(ca, self._truststore, now, skew).certs[-1]
-            except Untrusted:
-                return None  # the CA itself is not valid now: only its own key can have signed
-        link = Link(ca, ca, anchor, self._truststore)
-        return lambda name: find_signers(link, name, now, skew)
+            if not any(ca is a for a in self._truststore.anchors):
+                try:
+                    anchor = validate_path(ca, self._truststore, now, skew).certs[-1]
+                except Untrusted:
+                    return []  # the CA itself is not valid now: only its own key can have signed
+            return find_signers(Link(ca, ca, anchor, self._truststore), name, now, skew)
+
+        return find
 
     def _age(self, this_update: datetime) -> float:
         return max(0.0, (self._now() - this_update).total_seconds())
